@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine with only python3:
+#   make demo   - train, compile, calibrate, QAT and export on the bundled digits example
+#   make test   - the whole test suite (installs the yaml-language-server for the editor tests)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.qplan-installed
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+# torch is pinned to the CPU build 2.13.0 first: a looser requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+demo: $(STAMP)
+	$(BIN)/qplan demo
+
+test: $(STAMP) node_modules/.package-lock.json
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
