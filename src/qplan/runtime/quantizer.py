@@ -1,0 +1,232 @@
+"""`Quantizer`: apply a plan to a model for calibration, QAT and export (SPEC §4).
+
+::
+
+    q = Quantizer(model, plan_or_config)
+    prepared = q.prepare(example_inputs)     # GraphModule (graph mode) or nn.Module (eager mode)
+    q.calibration_mode(); prepared(x) ...     # observers on, fake-quant off
+    q.training_mode(); loss.backward(); opt.step(); q.step()
+    ep = q.finalize()                         # torch.export.ExportedProgram with quantized weights
+
+The user's model is never modified: prepare works on a deep copy. Mode switches only flip the
+fake-quants' uint8 flag buffers; the graph is never rewritten after prepare.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qplan.compiler.plan import Plan, decode_plan, load_plan
+from qplan.diagnostics import QplanError
+from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
+from qplan.schema.types import QATSchedule, QuantizerConfig
+
+__all__ = ["Quantizer", "ScheduleError", "load_plan"]
+
+
+class ScheduleError(QplanError):
+    """A manual observer/fake-quant switch was used while the plan carries QAT schedules."""
+
+
+def _as_tuple(example_inputs: Any) -> tuple:
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+def _as_plan_or_config(obj: Any) -> Plan | QuantizerConfig:
+    if isinstance(obj, (Plan, QuantizerConfig)):
+        return obj
+    if isinstance(obj, (str, Path)):
+        path = Path(obj)
+        if path.suffix == ".json":
+            data = path.read_bytes()
+            if b'"qplan.plan"' in data:
+                return decode_plan(data)
+        return QuantizerConfig.from_yaml(path)
+    raise TypeError(f"expected a Plan, a QuantizerConfig or a path, got `{type(obj).__name__}`")
+
+
+class Quantizer:
+    """Applies one plan (or a config compiled on the fly) to one model."""
+
+    def __init__(self, model: nn.Module, plan_or_config: Plan | QuantizerConfig | str | Path, *, mode: str | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"expected an nn.Module, got `{type(model).__name__}`")
+        self.model = model
+        source = _as_plan_or_config(plan_or_config)
+        self.plan: Plan | None = source if isinstance(source, Plan) else None
+        self.config: QuantizerConfig | None = source if isinstance(source, QuantizerConfig) else None
+        if mode is not None and mode not in ("graph", "eager"):
+            raise ValueError(f"mode `{mode}` is not `graph` or `eager`")
+        if self.plan is not None and mode is not None and mode != self.plan.mode:
+            raise QplanError(f"the plan was compiled for `{self.plan.mode}` mode, not `{mode}`")
+        self.mode = mode
+        self.prepared: nn.Module | None = None
+        self.example_inputs: tuple = ()
+        self.placements: list[EntryPlacement] = []
+        self.fake_quants: dict[str, nn.Module] = {}  # submodule name -> module (one per plan entry)
+        self._unique: list[nn.Module] = []  # distinct modules (qparams groups share one)
+        self._schedules: list[tuple[nn.Module, QATSchedule]] = []
+        self._unscheduled: list[nn.Module] = []
+        self.step_count = 0
+        self._interceptor = None
+
+    # ----------------------------------------------------------------------------------- prepare
+    def prepare(self, example_inputs: Any) -> nn.Module:
+        """Capture a copy of the model, check it against the plan, insert the plan's fake-quants."""
+        if self.prepared is not None:
+            raise QplanError("this Quantizer is already prepared; create a new one to prepare again")
+        from qplan.compiler.capture import capture
+
+        args = _as_tuple(example_inputs)
+        if self.plan is None:
+            from qplan.compiler import compile_plan
+
+            self.plan = compile_plan(self.model, self.config, args, mode=self.mode)
+        plan = self.plan
+        mode = plan.mode
+        work = copy.deepcopy(self.model)
+        cap = capture(work, args, mode)
+        check_fingerprint(plan, cap.inventory)
+        self.placements = place_entries(plan, cap.inventory)
+        self._build_modules(plan)
+        if mode == "graph":
+            from qplan.runtime.graph import insert_fake_quants
+
+            gm = cap.exported.module()
+            # the unlifted module refuses train()/eval(); the fake-quants need them, and the captured
+            # ops keep the train/eval behaviour they were exported with
+            for attr in ("train", "eval"):
+                gm.__dict__.pop(attr, None)
+            op_nodes = {op: node.name for op, node in cap.nodes.items()}
+            prepared = insert_fake_quants(gm, self.placements, self.fake_quants, op_nodes, cap.inventory)
+        else:
+            from qplan.runtime.eager import attach
+
+            prepared, self._interceptor = attach(work, self.placements, self.fake_quants, cap.inventory)
+        self._preserve_attributes(prepared)
+        self.prepared = prepared
+        self.example_inputs = args
+        self._cap_inventory = cap.inventory
+        self.training_mode() if self.model.training else self.inference_mode()
+        return prepared
+
+    def _build_modules(self, plan: Plan) -> None:
+        from qplan.runtime.fake_quant import make_fake_quantize
+
+        by_group: dict[str, nn.Module] = {}
+        for p in self.placements:
+            e = p.entry
+            mod = by_group.get(e.group) if e.group is not None else None
+            if mod is None:
+                spec = plan.specs.get(e.spec)
+                if spec is None:
+                    raise QplanError(f"quantizer `{e.id}` names spec `{e.spec}`, which the plan does not define")
+                mod = make_fake_quantize(spec, tuple(e.shape), name=e.address)
+                self._unique.append(mod)
+                sched = spec.schedule
+                if sched is None:
+                    self._unscheduled.append(mod)
+                else:
+                    self._schedules.append((mod, sched))
+                if e.group is not None:
+                    by_group[e.group] = mod
+            self.fake_quants[p.name] = mod
+
+    def _preserve_attributes(self, prepared: nn.Module) -> None:
+        names = (self.config.preserved_attributes if self.config is not None else None) or ()
+        for name in names:
+            if hasattr(self.model, name) and not hasattr(prepared, name):
+                setattr(prepared, name, getattr(self.model, name))
+
+    def _require_prepared(self) -> nn.Module:
+        if self.prepared is None:
+            raise QplanError("call `prepare(example_inputs)` first")
+        return self.prepared
+
+    # ------------------------------------------------------------------------------------- modes
+    @staticmethod
+    def _set(mods: Sequence[nn.Module], observer: bool, fake_quant: bool) -> None:
+        for m in mods:
+            m.enable_observer(observer)
+            m.enable_fake_quant(fake_quant)
+
+    def calibration_mode(self) -> nn.Module:
+        """Eval mode, observers on, fake-quant off."""
+        prepared = self._require_prepared()
+        prepared.eval()
+        self._set(self._unique, True, False)
+        return prepared
+
+    def training_mode(self) -> nn.Module:
+        """Train mode, each fake-quant in the state its schedule gives at the current step."""
+        prepared = self._require_prepared()
+        prepared.train()
+        self._set(self._unscheduled, True, True)
+        self._apply_schedules()
+        return prepared
+
+    def inference_mode(self) -> nn.Module:
+        """Eval mode, observers off, fake-quant on: what :meth:`finalize` reproduces."""
+        prepared = self._require_prepared()
+        prepared.eval()
+        self._set(self._unique, False, True)
+        return prepared
+
+    eval_mode = inference_mode
+
+    def step(self) -> int:
+        """Advance the QAT step counter, then apply every schedule at the new step; returns the step."""
+        self.step_count += 1
+        self._apply_schedules()
+        return self.step_count
+
+    def _apply_schedules(self) -> None:
+        s = self.step_count
+        for m, sch in self._schedules:
+            stop = sch.disable_observer
+            m.enable_observer(sch.enable_observer <= s and (stop is None or s < stop))
+            m.enable_fake_quant(s >= sch.enable_fake_quant)
+
+    def _manual(self, what: str, observer: bool | None, fake_quant: bool | None) -> None:
+        self._require_prepared()
+        if self._schedules:
+            raise ScheduleError(
+                f"`{what}()` is not allowed: the plan gives {len(self._schedules)} fake-quant(s) a QAT schedule; "
+                "help: drive them with `step()`, or compile a plan without `qat_schedule`"
+            )
+        for m in self._unique:
+            if observer is not None:
+                m.enable_observer(observer)
+            if fake_quant is not None:
+                m.enable_fake_quant(fake_quant)
+
+    def enable_observer(self) -> None:
+        self._manual("enable_observer", True, None)
+
+    def disable_observer(self) -> None:
+        self._manual("disable_observer", False, None)
+
+    def enable_fake_quant(self) -> None:
+        self._manual("enable_fake_quant", None, True)
+
+    def disable_fake_quant(self) -> None:
+        self._manual("disable_fake_quant", None, False)
+
+    # ---------------------------------------------------------------------------------- finalize
+    def finalize(self) -> torch.export.ExportedProgram:
+        """An exported program with weights stored quantized and (de)quantize ops (see `finalize`)."""
+        from qplan.runtime.finalize import finalize
+
+        self._require_prepared()
+        return finalize(self)
+
