@@ -1,0 +1,32 @@
+"""The config language: types, loading, validation, JSON Schema and presets (SPEC §1)."""
+
+from qplan.schema import presets as _presets  # noqa: F401  (attaches QuantizerConfig.presets)
+from qplan.schema.types import (
+    ExecutionMode,
+    ModuleQuantizerConfig,
+    OpQuantizerConfig,
+    PerBlockGranularity,
+    PerChannelGranularity,
+    PerTensorGranularity,
+    QATSchedule,
+    QuantizationScheme,
+    QuantizationSpec,
+    QuantizerConfig,
+)
+
+__all__ = [
+    "ExecutionMode",
+    "ModuleQuantizerConfig",
+    "OpQuantizerConfig",
+    "PerBlockGranularity",
+    "PerChannelGranularity",
+    "PerTensorGranularity",
+    "QATSchedule",
+    "QuantizationScheme",
+    "QuantizationSpec",
+    "QuantizerConfig",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -477,8 +477,10 @@ class QuantizerConfig(msgspec.Struct, omit_defaults=True, **_STRUCT):
         return load_config(source).config
 
     def to_dict(self) -> dict[str, Any]:
-        """The whole document, as plain Python values (omitted defaults stay omitted)."""
-        return {"quantization_config": msgspec.to_builtins(self)}
+        """The whole document, as plain Python values (fields at their default are left out)."""
+        from qplan.schema.loader import config_document
+
+        return config_document(self)
 
     def to_yaml(self) -> str:
         from qplan.schema.loader import dump_yaml

@@ -1,0 +1,159 @@
+"""The ``qplan`` command line: parse, call the library, render, exit.
+
+Exit codes: 0 clean (or equal), 1 errors (or differences), 2 bad usage, unreadable input or an
+internal error. Each subcommand is one ``_cmd_*`` function plus one entry in ``SUBCOMMANDS``;
+to add one, write ``_add_<name>(subparsers)`` returning its parser with ``set_defaults(run=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from qplan.diagnostics import ConfigError, Diagnostic, QplanError
+
+__all__ = ["main", "SUBCOMMANDS", "emit_diagnostics"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+UNREADABLE_CODES = frozenset({"unreadable-file"})
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def emit_diagnostics(diagnostics: Sequence[Diagnostic], format: str | None, stream: TextIO | None = None) -> None:
+    """Print diagnostics in `format` (default: `full` on a terminal, `concise` when piped)."""
+    from qplan.render import render
+
+    stream = stream or sys.stdout
+    tty = _is_terminal(stream)
+    fmt = format or ("full" if tty else "concise")
+    stream.write(render(diagnostics, fmt, color=tty and fmt in ("full", "concise")))
+
+
+# -- qplan schema -----------------------------------------------------------------------------
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from qplan.schema.jsonschema import schema_text
+
+    text = schema_text()
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            print(f"qplan: cannot write `{args.output}`: {e.strerror or e}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _add_schema(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("schema", help="print the JSON Schema (draft 2020-12) of config files")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead of stdout")
+    p.set_defaults(run=_cmd_schema)
+    return p
+
+
+# -- qplan validate ---------------------------------------------------------------------------
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from qplan.render import summary
+    from qplan.schema.loader import load_config
+
+    diagnostics: list[Diagnostic] = []
+    unreadable = False
+    for path in args.configs:
+        try:
+            diagnostics += load_config(path).warnings
+        except ConfigError as e:
+            diagnostics += e.diagnostics
+            unreadable |= any(d.code in UNREADABLE_CODES for d in e.diagnostics)
+    emit_diagnostics(diagnostics, args.format)
+    errors = sum(d.level == "error" for d in diagnostics)
+    if args.format in (None, "concise", "full"):
+        n = len(args.configs)
+        verdict = "valid" if not errors else "invalid"
+        print(f"{n} config{'s' if n != 1 else ''} checked, {verdict}: {summary(diagnostics)}", file=sys.stderr)
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_FAIL if errors else EXIT_OK
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qplan.render import FORMATS
+
+    p = sub.add_parser("validate", help="check config files; exit 1 when any has errors")
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML or JSON config files")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="diagnostic format (default: full on a terminal, concise otherwise)")
+    p.set_defaults(run=_cmd_validate)
+    return p
+
+
+# -- qplan presets ----------------------------------------------------------------------------
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from qplan.schema.presets import PRESETS
+
+    for i, preset in enumerate(PRESETS.values()):
+        if i:
+            print()
+        print(f"# {preset.name}{preset.signature}: {preset.summary}")
+        print(preset.yaml(), end="")
+    return EXIT_OK
+
+
+def _add_presets(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("presets", help="list the config presets with their YAML")
+    p.set_defaults(run=_cmd_presets)
+    return p
+
+
+# -- entry point ------------------------------------------------------------------------------
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = [
+    _add_schema,
+    _add_validate,
+    _add_presets,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qplan", description="Quantization config compiler for PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also used as the console script)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return int(e.code or 0)
+    try:
+        return args.run(args)
+    except QplanError as e:
+        diagnostics = getattr(e, "diagnostics", None)
+        if diagnostics:
+            emit_diagnostics(diagnostics, getattr(args, "format", None), sys.stderr)
+        else:
+            print(f"qplan: error: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # a bug: say so in one line; QPLAN_DEBUG=1 shows the traceback
+        if os.environ.get("QPLAN_DEBUG"):
+            raise
+        print(f"qplan: internal error: {type(e).__name__}: {e} (set QPLAN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Read YAML (or JSON) text safely into plain Python values, with a source span for every node.
+
+The ruamel.yaml composer gives a node graph with 0-based marks; this module builds values from it
+itself, so that no tag ever builds an object, aliases are expanded under a node budget (an alias
+bomb is an error, not a hang), ``<<:`` merge keys work, duplicate keys are errors, and an empty
+value can be told apart from an explicit ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from qplan.diagnostics import ConfigError, Diagnostic, Span
+
+__all__ = ["MAX_NODES", "ParsedDocument", "parse_document", "INVALID"]
+
+MAX_NODES = 100_000
+"""Upper bound on the number of nodes after alias expansion."""
+
+_YAML = "tag:yaml.org,2002:"
+_SAFE_SCALARS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+
+
+class _Invalid:
+    """Placeholder for a value already reported as an error (the validator skips it)."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = _Invalid()
+
+Path = tuple[Any, ...]
+
+
+class ParsedDocument:
+    """Plain values plus, per path (a tuple of keys), the key span, the value span and emptiness."""
+
+    def __init__(self, value: Any, name: str):
+        self.value = value
+        self.name = name
+        self.key_spans: dict[Path, Span] = {}
+        self.value_spans: dict[Path, Span] = {}
+        self.empty: set[Path] = set()
+
+
+def _span(name: str, start: Any, end: Any = None) -> Span:
+    if end is None:
+        return Span(file=name, line=start.line + 1, col=start.column + 1)
+    return Span(file=name, line=start.line + 1, col=start.column + 1, end_line=end.line + 1, end_col=end.column + 1)
+
+
+def parse_document(text: str, name: str) -> ParsedDocument:
+    """Parse one YAML/JSON document; raise ConfigError for syntax errors and unsafe content."""
+    if "\t" in text:
+        text = _detab_json(text)
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.compose(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        span = _span(name, mark) if mark is not None else Span(file=name, line=1, col=1)
+        problem = " ".join(p for p in (e.context, e.problem) if p)
+        raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=f"invalid YAML: {problem}", span=span)) from None
+    except (YAMLError, RecursionError) as e:
+        msg = "document is nested too deeply" if isinstance(e, RecursionError) else f"invalid YAML: {e}"
+        raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=msg, span=Span(file=name, line=1, col=1))) from None
+    if root is None:
+        raise ConfigError(Diagnostic(
+            code="empty-document", level="error", message="the config is empty; expected a mapping with `quantization_config`",
+            span=Span(file=name, line=1, col=1),
+        ))
+    builder = _Builder(name)
+    try:
+        value = builder.build(root, ())
+    except RecursionError:
+        builder.fail(root, "document is nested too deeply", "yaml-syntax")
+    if builder.errors:
+        raise ConfigError(builder.errors)
+    doc = builder.doc
+    doc.value = value
+    return doc
+
+
+def _detab_json(text: str) -> str:
+    """Valid JSON may indent with tabs, which YAML refuses; a space keeps every column in place."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return text
+    return text.replace("\t", " ")
+
+
+class _Builder:
+    def __init__(self, name: str):
+        self.name = name
+        self.doc = ParsedDocument(None, name)
+        self.errors: list[Diagnostic] = []
+        self.count = 0
+        self.active: set[int] = set()
+
+    def fail(self, node: Node, message: str, code: str, fatal: bool = True) -> None:
+        d = Diagnostic(code=code, level="error", message=message, span=_span(self.name, node.start_mark, node.end_mark))
+        if fatal:
+            raise ConfigError([*self.errors, d])
+        self.errors.append(d)
+
+    def build(self, node: Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            self.fail(node, f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)", "alias-bomb")
+        self.doc.value_spans[path] = _span(self.name, node.start_mark, node.end_mark)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
+        if id(node) in self.active:
+            self.fail(node, "recursive alias: a node contains itself", "recursive-alias")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                self.check_tag(node, f"{_YAML}seq")
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                self.check_tag(node, f"{_YAML}map")
+                return self.mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+        self.fail(node, f"unsupported YAML node `{type(node).__name__}`", "yaml-syntax")
+
+    def check_tag(self, node: Node, expected: str) -> bool:
+        tag = str(node.tag)
+        if tag == expected or (isinstance(node, ScalarNode) and tag in _SAFE_SCALARS):
+            return True
+        self.fail(node, f"tag `{_short(tag)}` is not allowed; configs hold only plain mappings, lists and scalars", "unsafe-tag", fatal=False)
+        return False
+
+    def scalar(self, node: ScalarNode, path: Path) -> Any:
+        tag = str(node.tag)
+        if not self.check_tag(node, f"{_YAML}str"):
+            return INVALID
+        text = node.value
+        try:
+            if tag == f"{_YAML}null":
+                if text == "" and node.style is None:
+                    self.doc.empty.add(path)
+                return None
+            if tag == f"{_YAML}bool":
+                return text.lower() == "true"
+            if tag == f"{_YAML}int":
+                return _parse_int(text)
+            if tag == f"{_YAML}float":
+                return _parse_float(text)
+        except ValueError:
+            self.fail(node, f"`{text}` is not a valid {_short(tag)}", "invalid-value", fatal=False)
+            return INVALID
+        return text
+
+    def mapping(self, node: MappingNode, path: Path) -> dict:
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if str(key_node.tag) == f"{_YAML}merge":
+                self.merge(value_node, path, merged)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if str(key_node.tag) == f"{_YAML}merge":
+                continue
+            key = self.key(key_node)
+            if key is INVALID:
+                continue
+            if key in out:
+                self.fail(key_node, f"duplicate key `{key}`", "duplicate-key", fatal=False)
+                continue
+            self.doc.key_spans[(*path, key)] = _span(self.name, key_node.start_mark, value_node.end_mark)
+            out[key] = self.build(value_node, (*path, key))
+        if not merged:
+            return out
+        result = {k: v for k, v in merged.items() if k not in out}
+        result.update(out)
+        return result
+
+    def merge(self, node: Node, path: Path, merged: dict) -> None:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        own_span = self.doc.value_spans[path]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                self.fail(source, "a `<<` merge key needs a mapping or a list of mappings", "invalid-type", fatal=False)
+                continue
+            for key, value in self.build(source, path).items():
+                merged.setdefault(key, value)
+        self.doc.value_spans[path] = own_span
+
+    def key(self, node: Node) -> Any:
+        if isinstance(node, ScalarNode):
+            tag = str(node.tag)
+            if tag == f"{_YAML}str":
+                return node.value
+            if tag == f"{_YAML}int":
+                try:
+                    return _parse_int(node.value)
+                except ValueError:
+                    pass
+        what = node.value if isinstance(node, ScalarNode) else type(node).__name__.removesuffix("Node").lower()
+        self.fail(node, f"key `{what}` is not allowed; keys are strings or integers (quote `\"*\"` and other special keys)", "invalid-key", fatal=False)
+        return INVALID
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _parse_int(text: str) -> int:
+    t = text.replace("_", "")
+    try:
+        return int(t, 0)
+    except ValueError:
+        return int(t, 10)
+
+
+def _parse_float(text: str) -> float:
+    t = text.replace("_", "").lower()
+    if t in (".inf", "+.inf"):
+        return math.inf
+    if t == "-.inf":
+        return -math.inf
+    if t == ".nan":
+        return math.nan
+    return float(t)
