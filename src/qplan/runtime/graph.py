@@ -111,7 +111,7 @@ def insert_fake_quants(
         fq.meta = dict(src_node.meta)
         fq.meta.pop("nn_module_stack", None)
         fq.meta["qplan_entry"] = p.entry.id
-        copies: dict[str, fx.Node] = {}  # pass-through op name -> copy reading the fake-quantized value
+        copies: dict[str, fx.Node] = {}  # pass-through node name -> copy reading the fake-quantized value
         for i, r in enumerate(p.readers):
             if r.kind == "state":
                 consumer = g.op_node(r.op)
@@ -135,7 +135,7 @@ def insert_fake_quants(
             old = g.value(read_from)
             same = [k for k, t in enumerate(op.inputs) if t.source == read_from]
             _replace_occurrence(consumer, old, new, same.index(r.index))
-        copied.extend(g.value(f"{name}:out0") for name in copies)
+        copied.extend(g.by_name[name] for name in copies)
     # originals of copied pass-through ops left without users are erased, last first
     order = {n: k for k, n in enumerate(graph.nodes)}
     for orig in sorted(set(copied), key=order.__getitem__, reverse=True):
@@ -149,16 +149,22 @@ def insert_fake_quants(
 def _through_chain(
     g: _Graph, fq: fx.Node, src_node: fx.Node, chain: tuple[str, ...], copies: dict[str, fx.Node]
 ) -> fx.Node:
-    """Apply ``chain``'s pass-through ops to the fake-quantized value, copying each node once."""
+    """Apply ``chain``'s pass-through ops to the fake-quantized value, copying each node once.
+
+    ``copies`` maps original node names to their copies; a multi-output op (split, chunk) is copied
+    with the ``getitem`` that selects the chain's output.
+    """
     prev_orig, prev_new = src_node, fq
-    for name in chain:
-        orig = g.value(f"{name}:out0")
-        new = copies.get(name)
-        if new is None:
-            with g.graph.inserting_after(orig):
-                new = g.graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
-            copies[name] = new
-        prev_orig, prev_new = orig, new
+    for address in chain:
+        op_node = g.op_node(address.rpartition(":")[0])
+        value = g.value(address)
+        for orig in (op_node, value) if value is not op_node else (op_node,):
+            new = copies.get(orig.name)
+            if new is None:
+                with g.graph.inserting_after(orig):
+                    new = g.graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
+                copies[orig.name] = new
+            prev_orig, prev_new = orig, new
     return prev_new
 
 

@@ -184,8 +184,8 @@ class EntryPlacement:
     name: str  # submodule name
     source: Source
     readers: list[Reader]
-    # per op-input / model-output reader: the pass-through ops between the source and the reader,
-    # from the source outwards (empty when the reader reads the source directly)
+    # per op-input / model-output reader: the outputs of the pass-through ops between the source
+    # and the reader (`view:out0`), from the source outwards (empty when it reads the source directly)
     chains: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -199,7 +199,7 @@ def _producers(inv: Inventory) -> dict[str, Op]:
 
 
 def _chain(read_from: str | None, source: str, prod: dict[str, Op], where: str) -> tuple[str, ...]:
-    """Pass-through ops leading from ``source`` to the value ``read_from``, source side first."""
+    """Outputs of the pass-through ops leading from ``source`` to ``read_from``, source side first."""
     chain: list[str] = []
     cur = read_from
     while cur != source:
@@ -209,7 +209,7 @@ def _chain(read_from: str | None, source: str, prod: dict[str, Op], where: str) 
             raise PlanMismatchError(
                 f"`{where}` reads `{cur}`, which the plan's source `{source}` does not reach through pass-through ops"
             )
-        chain.append(op.name)
+        chain.append(cur)
         cur = srcs[0]
     chain.reverse()
     return tuple(chain)

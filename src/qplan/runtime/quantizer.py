@@ -131,7 +131,7 @@ class Quantizer:
                 spec = plan.specs.get(e.spec)
                 if spec is None:
                     raise QplanError(f"quantizer `{e.id}` names spec `{e.spec}`, which the plan does not define")
-                mod = make_fake_quantize(spec, tuple(e.shape), name=e.address)
+                mod = make_fake_quantize(spec, tuple(e.shape), name=e.address, role=e.role)
                 self._unique.append(mod)
                 sched = spec.schedule
                 if sched is None:

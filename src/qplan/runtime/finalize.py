@@ -1,0 +1,198 @@
+"""Finalize: turn a prepared model into a ``torch.export.ExportedProgram`` with quantized storage.
+
+Each fake-quant of the prepared model is replaced by a module that does the same arithmetic with
+the frozen qparams, then the model is exported again:
+
+* **Weights** (plan role ``state``) are quantized once with :meth:`FakeQuantize.quantize_for_storage`
+  and stored in place of the float parameter, under the parameter's own name, in their quantized
+  dtype: ``int8`` for every signed intN (int4/int2 use the narrower ``quant_min``/``quant_max`` in
+  int8 storage), ``uint8`` for uintN, ``torch.float8_e4m3fn``/``float8_e5m2`` for fp8 and packed
+  ``uint8`` (two e2m1 codes per byte) for fp4. The graph reads them through a dequantize op:
+  ``quantized_decomposed.dequantize_per_tensor`` / ``dequantize_per_channel`` for integer per-tensor
+  and per-channel weights in the ``zp`` formulation; plain arithmetic ops
+  (``(q - zp)·s``, ``(q - qmin)·s + m``, ``q.float()·s``, with per-block scales broadcast) for the
+  formats no registered op covers (per-block, ``minval``, fp8, fp4).
+* **Activations** get ``quantized_decomposed.quantize_per_tensor`` + ``dequantize_per_tensor``
+  (integer, per-tensor, ``zp``, static qparams baked in as constants) or a cast through the float8
+  dtype (fp8 per-tensor); any other activation format (dynamic qparams, per-channel or per-block
+  activations, ``minval``, fp4) keeps the fake-quant arithmetic with its observer off, traced into
+  plain ops.
+
+Loading a saved program needs the ``quantized_decomposed`` ops registered: use
+:func:`load_program` (or import :mod:`qplan.runtime.finalize` before ``torch.export.load``).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers torch.ops.quantized_decomposed)
+from torch import fx, nn
+
+from qplan.diagnostics import QplanError
+from qplan.runtime.fake_quant import FakeQuantize
+
+if TYPE_CHECKING:
+    from qplan.runtime.quantizer import Quantizer
+
+__all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "QplanFinalizeWarning"]
+
+_qd = torch.ops.quantized_decomposed
+
+
+class QplanFinalizeWarning(UserWarning):
+    """A fake-quant was finalized with qparams it never observed."""
+
+
+def _uses_registered_op(fq: FakeQuantize) -> bool:
+    return not fq.is_float and not fq.use_minval and fq.granularity in ("per_tensor", "per_channel")
+
+
+class QuantizedWeight(nn.Module):
+    """Dequantizes a stored weight: ``forward(q) -> float weight`` (``q`` = the stored tensor).
+
+    ``own`` holds the quantized tensor here instead, for a parameter that float readers still use.
+    """
+
+    def __init__(self, fq: FakeQuantize, scale: torch.Tensor, offset: torch.Tensor | None, own: torch.Tensor | None):
+        super().__init__()
+        self._fq = [fq]  # numerics only, not registered (its observer buffers are not exported)
+        self.registered = _uses_registered_op(fq)
+        self.axis = fq.axis
+        self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
+        self.storage = fq.storage_dtype
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("zero_point" if not fq.use_minval else "minval", None if offset is None else offset.clone())
+        self.register_buffer("q", own)
+
+    def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
+        if self.q is not None:
+            q = self.q
+        if self.registered:
+            if self.axis is None:
+                return _qd.dequantize_per_tensor.tensor(
+                    q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
+                )
+            return _qd.dequantize_per_channel(
+                q, self.scale, self.zero_point, self.axis, self.quant_min, self.quant_max, self.storage
+            )
+        offset = getattr(self, "minval", None) if self._fq[0].use_minval else getattr(self, "zero_point", None)
+        return self._fq[0].dequantize(q, self.scale, offset)
+
+
+class QuantizeDequantize(nn.Module):
+    """An activation's quantize + dequantize with frozen qparams (see the module docstring)."""
+
+    def __init__(self, fq: FakeQuantize):
+        super().__init__()
+        self.kind = "fake_quant"
+        if not fq.dynamic and fq.granularity == "per_tensor" and not fq.use_minval:
+            scale, zp = fq.qparams()
+            self.scale = float(scale)
+            if not fq.is_float:
+                self.kind = "int"
+                self.zero_point = int(zp)
+                self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
+                self.storage = fq.storage_dtype
+            elif fq._cast_dtype is not None and not fq.pow2_scale:
+                self.kind = "float8"
+                self.fmax = float(fq.quant_max)
+                self.storage = fq._cast_dtype
+        if self.kind == "fake_quant":
+            self.fq = fq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "int":
+            q = _qd.quantize_per_tensor(x, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
+            return _qd.dequantize_per_tensor(q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
+        if self.kind == "float8":
+            q = torch.clamp(x * (1.0 / self.scale), -self.fmax, self.fmax).to(self.storage)
+            return q.to(x.dtype) * self.scale
+        return self.fq(x)
+
+
+def _frozen(fq: FakeQuantize) -> FakeQuantize:
+    fq = copy.deepcopy(fq)
+    fq.enable_observer(False)
+    fq.enable_fake_quant(True)
+    fq.eval()
+    return fq
+
+
+def _weight_module(fq: FakeQuantize, w: torch.Tensor, keep_float: bool, name: str) -> tuple[QuantizedWeight, torch.Tensor]:
+    fq = _frozen(fq)
+    if not fq.dynamic and not fq._observed:
+        with torch.no_grad():  # a weight never seen by its observer: observe it now
+            fq.enable_observer(True)
+            fq(w.detach())
+            fq.enable_observer(False)
+    q, scale, offset = fq.quantize_for_storage(w)
+    return QuantizedWeight(fq, scale, offset, q if keep_float else None), q
+
+
+def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
+    fq = _frozen(fq)
+    if not fq.dynamic and not fq._observed:
+        warnings.warn(
+            f"fake-quant `{name}` never observed a value (no calibration reached it); its qparams are the defaults",
+            QplanFinalizeWarning,
+            stacklevel=3,
+        )
+    return QuantizeDequantize(fq)
+
+
+def _replace_param(root: nn.Module, fqn: str, q: torch.Tensor) -> None:
+    owner_path, _, attr = fqn.rpartition(".")
+    owner = root.get_submodule(owner_path) if owner_path else root
+    delattr(owner, attr)
+    owner.register_buffer(attr, q)
+
+
+def _finalize_graph(quantizer: Quantizer) -> nn.Module:
+    gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
+    entries = {p.entry.id: p for p in quantizer.placements}
+    done: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(shared fq) -> weight module (tied weights)
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or "qplan_entry" not in node.meta:
+            continue
+        p = entries[node.meta["qplan_entry"]]
+        fq = gm.get_submodule(node.target)
+        src = node.args[0]
+        if p.entry.role == "state" and src.op == "get_attr":
+            fqn = str(src.target)
+            if id(fq) not in done:
+                w = gm.get_parameter(fqn) if fqn in dict(gm.named_parameters()) else getattr(gm, fqn)
+                readers = [u for n in gm.graph.nodes if n.op == "get_attr" and n.target == fqn for u in n.users]
+                keep_float = any(not (u.op == "call_module" and "qplan_entry" in u.meta) for u in readers)
+                mod, q = _weight_module(fq, w, keep_float, p.name)
+                if not keep_float:
+                    _replace_param(gm, fqn, q)
+                done[id(fq)] = (mod, q)
+            gm.add_submodule(str(node.target), done[id(fq)][0])
+        else:
+            gm.add_submodule(str(node.target), _activation_module(fq, p.name))
+    return gm
+
+
+def finalize(quantizer: Quantizer) -> torch.export.ExportedProgram:
+    """Export ``quantizer.prepared`` with quantized weights and (de)quantize ops (module docstring)."""
+    if quantizer.plan is None or quantizer.prepared is None:
+        raise QplanError("call `prepare(example_inputs)` first")
+    if quantizer.plan.mode == "graph":
+        module = _finalize_graph(quantizer)
+    else:
+        from qplan.runtime.eager import finalize_module
+
+        module = finalize_module(quantizer, _weight_module, _activation_module, _replace_param)
+    module.eval()
+    with torch.no_grad():
+        return torch.export.export(module, quantizer.example_inputs)
+
+
+def load_program(path: str | Path) -> torch.export.ExportedProgram:
+    """``torch.export.load`` with the ``quantized_decomposed`` ops registered."""
+    return torch.export.load(str(path))
