@@ -258,9 +258,11 @@ class _Walker:
                 self.report("missing-key", f"missing required key `{f.encode_name}` in {_article(t.cls.__name__)}", path)
         if self.errors != before:
             return INVALID
-        for key, message in self.cross_field(t, clean):
-            code = "mixed-tensor-keys" if "mix" in message else "cross-field"
-            self.report(code, message, (*path, key) if key in clean else path)
+        for parts, message in self.cross_field(t, clean):
+            if parts[0] in clean:
+                self.report("cross-field", message, (*path, *parts), at="key" if len(parts) > 1 else "value")
+            else:
+                self.report("cross-field", message, path)
         return INVALID if self.errors != before else clean
 
     def field(self, cls: type, key: str, value: Any, t: Any, path: Path) -> Any:
@@ -354,7 +356,12 @@ class _Walker:
         return value
 
     # -- cross-field rules (types.check_*) ------------------------------------------------
-    def cross_field(self, t: mi.StructType, clean: dict) -> Iterator[tuple[str, str]]:
+    def cross_field(self, t: mi.StructType, clean: dict) -> Iterator[tuple[Path, str]]:
+        """Problems as (path relative to the struct, message)."""
+        for field, message in self._cross_field(t, clean):
+            yield (field,) if isinstance(field, str) else field, message
+
+    def _cross_field(self, t: mi.StructType, clean: dict) -> Iterator[tuple[str | Path, str]]:
         cls = t.cls
         if cls in (T.QuantizationSpec, T.QATSchedule, T.PerBlockGranularity):
             values = {f.name: (None if f.default is msgspec.NODEFAULT else f.default) for f in t.fields}
@@ -373,7 +380,7 @@ class _Walker:
             if isinstance(g, dict):
                 for name in MODULE_SPEC_FIELDS:
                     if g.get(name):
-                        yield "global_config", (
+                        yield ("global_config", name), (
                             "global_config must not set module_input_spec, module_output_spec or module_state_spec"
                         )
                         return

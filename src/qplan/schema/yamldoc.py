@@ -66,8 +66,16 @@ def parse_document(text: str, name: str) -> ParsedDocument:
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         span = _span(name, mark) if mark is not None else Span(file=name, line=1, col=1)
-        problem = " ".join(p for p in (e.context, e.problem) if p)
-        raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=f"invalid YAML: {problem}", span=span)) from None
+        context = e.context
+        if context and e.context_mark is not None and mark is not e.context_mark:
+            context += f" (started at {e.context_mark.line + 1}:{e.context_mark.column + 1})"
+        problem = ": ".join(p for p in (context, e.problem) if p)
+        help = None
+        if mark is not None and "alias" in problem and _char_at(text, mark.line, mark.column) == "*":
+            help = 'a bare `*` starts a YAML alias; quote the wildcard key: `"*"`'
+        raise ConfigError(Diagnostic(
+            code="yaml-syntax", level="error", message=f"invalid YAML: {problem}", span=span, help=help,
+        )) from None
     except (YAMLError, RecursionError) as e:
         msg = "document is nested too deeply" if isinstance(e, RecursionError) else f"invalid YAML: {e}"
         raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=msg, span=Span(file=name, line=1, col=1))) from None
@@ -86,6 +94,11 @@ def parse_document(text: str, name: str) -> ParsedDocument:
     doc = builder.doc
     doc.value = value
     return doc
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    return lines[line][column] if line < len(lines) and column < len(lines[line]) else ""
 
 
 def _detab_json(text: str) -> str:
