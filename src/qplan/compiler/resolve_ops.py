@@ -1,0 +1,222 @@
+"""Pass: pick the op config of every op and each tensor's opinion (SPEC §2.4 steps 2-3).
+
+Inside the module config of the module that directly runs the op: ``op_name_config`` (regex
+``fullmatch`` against the **full** op name, e.g. ``blocks\\.0\\.attn\\.matmul_1`` or
+``.*attn\\.matmul_1``; last declared wins) > ``op_type_config`` (keys normalised through the op
+table; last declared wins) > the module config's own ``op_*_spec``. The module's own specs reach
+only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
+quantized only when an op name/type entry names them; pass-through ops and ops outside the table
+never are. A null module config has no opinion on anything; a null op config declines every
+tensor of the op. Inside the op config, tensor keys resolve explicit key > ``"*"`` > no opinion;
+``null`` declines. Integer tensors are never quantized.
+
+Reports ``unknown-op-type`` and, for op-level selectors, ``unmatched-selector`` and
+``shadowed-rule``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from qplan.compiler import _optable
+from qplan.compiler.codes import diagnostic
+from qplan.compiler.state import FLOAT_DTYPES, ModuleChoice, Opinion, OpRule, Parts, Rule, State
+from qplan.schema.types import OpQuantizerConfig, QuantizationSpec
+from qplan.suggest import did_you_mean
+
+__all__ = ["resolve_ops"]
+
+_QUANTIZABLE_BY_MODULE = ("compute", "value_preserving")
+_DEFAULT_OP = OpQuantizerConfig()
+_FIELDS = ("op_input_spec", "op_output_spec", "op_state_spec")
+
+
+@dataclass
+class _RuleTable:
+    """The op-level selectors of one module config, compiled once."""
+
+    names: list[tuple[int, str, re.Pattern, OpQuantizerConfig | None]]
+    types: dict[str, list[tuple[int, str, OpQuantizerConfig | None]]]
+    type_keys: list[tuple[int, str, str | None]]  # (index, key, normalised type or None)
+    matched: set[tuple[str, int]] = field(default_factory=set)
+    won: set[tuple[str, int]] = field(default_factory=set)
+    governed_ops: int = 0
+    op_names: list[str] = field(default_factory=list)
+
+
+def resolve_ops(state: State) -> State:
+    tables: dict[Parts, _RuleTable] = {}
+    rules: dict[Parts, Rule] = {}
+    for op in state.inventory.ops:
+        cls = _optable.op_class(op.op_type)
+        choice = _choice_for(state, op.module)
+        if choice.rule is None or choice.rule.config is None:
+            continue
+        mrule = choice.rule
+        table = tables.get(mrule.parts)
+        if table is None:
+            table = tables[mrule.parts] = _compile(mrule)
+            rules[mrule.parts] = mrule
+        table.governed_ops += 1
+        if len(table.op_names) < 2000:
+            table.op_names.append(op.name)
+        if cls is None or cls == "pass_through":
+            continue
+
+        matches: list[tuple[str, int, Parts, OpQuantizerConfig | None]] = []
+        for i, key, rx, ocfg in reversed(table.names):
+            if rx.fullmatch(op.name):
+                matches.append(("op_name", i, (*mrule.parts, "op_name_config", key), ocfg))
+                table.matched.add(("op_name", i))
+        for i, key, ocfg in reversed(table.types.get(op.op_type, ())):
+            matches.append(("op_type", i, (*mrule.parts, "op_type_config", key), ocfg))
+            table.matched.add(("op_type", i))
+        if cls in _QUANTIZABLE_BY_MODULE:
+            matches.append(("module", 0, mrule.parts, mrule.config))
+        if not matches:
+            continue
+        level, index, parts, ocfg = matches[0]
+        if level != "module":
+            table.won.add((level, index))
+        beaten = tuple(p for _, _, p, _ in matches[1:]) + tuple(r.parts for r in choice.beaten)
+        orule = OpRule(config=ocfg, parts=parts, level=level, beaten=beaten, module=op.module)
+        state.op_rule[op.name] = orule
+        _tensor_opinions(state, op, orule)
+
+    for parts, table in tables.items():
+        _report(state, rules[parts], table)
+    return state
+
+
+def _choice_for(state: State, module: str) -> ModuleChoice:
+    path = module
+    while True:
+        choice = state.module_choice.get(path)
+        if choice is not None:
+            return choice
+        if not path:
+            return ModuleChoice(rule=None, beaten=(), owner=False)
+        path = path.rpartition(".")[0]
+
+
+def _compile(mrule: Rule) -> _RuleTable:
+    cfg = mrule.config
+    names = [(i, k, re.compile(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
+    types: dict[str, list] = {}
+    type_keys = []
+    for i, (k, v) in enumerate(cfg.op_type_config.items()):
+        norm = _optable.normalize_key(k)
+        type_keys.append((i, k, norm))
+        if norm is not None:
+            types.setdefault(norm, []).append((i, k, v))
+    return _RuleTable(names=names, types=types, type_keys=type_keys)
+
+
+def _lookup(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
+    """(key, value, star_beaten) for the first explicit key present, else `"*"`, else None."""
+    for k in keys:
+        if k is not None and k in specs:
+            return k, specs[k], "*" in specs
+    if "*" in specs:
+        return "*", specs["*"], False
+    return None
+
+
+def _tensor_opinions(state: State, op, orule: OpRule) -> None:
+    cfg = orule.config
+    if cfg is None:  # a null op config declines every tensor of the op
+        decline = Opinion(spec=None, parts=orule.parts, beaten=orule.beaten, module=op.module)
+        for i, t in enumerate(op.inputs):
+            state.in_opinion[op.input_address(i)] = decline
+        for j, _ in enumerate(op.outputs):
+            state.out_opinion[op.output_address(j)] = decline
+        for name in op.states:
+            state.state_opinion[(op.name, name)] = decline
+        return
+    defaulted = {f: _is_default(state, orule.parts, cfg, f) for f in _FIELDS}
+    state_fqns = set(op.states.values())
+
+    def opinion(fieldname: str, keys: tuple[str | None, ...]) -> Opinion | None:
+        found = _lookup(getattr(cfg, fieldname), keys)
+        if found is None:
+            return None
+        key, spec, star_beaten = found
+        parts = (*orule.parts, fieldname, key)
+        beaten = ((*orule.parts, fieldname, "*"),) + orule.beaten if star_beaten else orule.beaten
+        return Opinion(spec=spec, parts=parts, beaten=beaten, defaulted=defaulted[fieldname], module=op.module)
+
+    for i, t in enumerate(op.inputs):
+        if t.source is None or t.dtype not in FLOAT_DTYPES or t.source in state_fqns:
+            continue
+        if _optable.is_int_input(op.op_type, i):
+            continue
+        o = opinion("op_input_spec", (str(i), _optable.input_name(op.op_type, i)))
+        if o is not None:
+            state.in_opinion[op.input_address(i)] = o
+    for j, t in enumerate(op.outputs):
+        if t.dtype not in FLOAT_DTYPES:
+            continue
+        o = opinion("op_output_spec", (str(j),))
+        if o is not None:
+            state.out_opinion[op.output_address(j)] = o
+    for name, fqn in op.states.items():
+        if not state.is_float(fqn):
+            continue
+        o = opinion("op_state_spec", (name,))
+        if o is not None:
+            state.state_opinion[(op.name, name)] = o
+
+
+def _is_default(state: State, parts: Parts, cfg, fieldname: str) -> bool:
+    if getattr(cfg, fieldname) != getattr(_DEFAULT_OP, fieldname):
+        return False
+    return state.spans.get(state.path((*parts, fieldname))) is None
+
+
+def _report(state: State, mrule: Rule, table: _RuleTable) -> None:
+    for i, key, norm in table.type_keys:
+        parts = (*mrule.parts, "op_type_config", key)
+        if norm is None:
+            state.diagnostics.append(
+                diagnostic(
+                    "unknown-op-type",
+                    f"op type `{key}` is not in the op table",
+                    path=state.path(parts),
+                    span=state.span(parts),
+                    help=_optable.suggest(key),
+                )
+            )
+        else:
+            _report_one(state, parts, table, "op_type", i, f"op type `{key}`", None)
+    for i, key, _, _ in table.names:
+        parts = (*mrule.parts, "op_name_config", key)
+        hint = did_you_mean(key.replace("\\", ""), table.op_names)
+        if hint is None:
+            hint = "op names are matched in full (e.g. `blocks.0.attn.matmul_1`); prefix `.*` to match any module"
+        _report_one(state, parts, table, "op_name", i, f"op name regex `{key}`", hint)
+
+
+def _report_one(state: State, parts: Parts, table: _RuleTable, level: str, i: int, what: str, hint) -> None:
+    if table.governed_ops == 0:
+        return  # the module rule itself governs nothing; module-level diagnostics say so
+    if (level, i) not in table.matched:
+        state.diagnostics.append(
+            diagnostic(
+                "unmatched-selector",
+                f"{what} matched no op governed by `{state.path(parts[:-2])}`",
+                path=state.path(parts),
+                span=state.span(parts),
+                help=hint,
+            )
+        )
+    elif (level, i) not in table.won:
+        state.diagnostics.append(
+            diagnostic(
+                "shadowed-rule",
+                f"{what} matches ops but never wins: a later op_name_config/op_type_config entry beats it",
+                path=state.path(parts),
+                span=state.span(parts),
+                help="remove it, or declare it after the entries that beat it",
+            )
+        )

@@ -1,0 +1,80 @@
+"""Pass: shared qparams on value-preserving ops (SPEC §2.5).
+
+The quantized inputs and the quantized output of a value-preserving op (cat, pools, flatten,
+mean) share one qparams set; declined slots stay float. Sharing is transitive (cat -> max_pool
+-> ...), so groups are built with union-find over the fake-quants, in one pass over the ops.
+Only fake-quants with the same resolved spec and schedule can share qparams; the others keep
+their own. Group ids (``g0``, ``g1``, ...) follow the entry order.
+"""
+
+from __future__ import annotations
+
+from qplan.compiler import _optable
+from qplan.compiler.plan import Decision
+from qplan.compiler.state import State
+
+__all__ = ["share_qparams"]
+
+
+def share_qparams(state: State) -> State:
+    entries = [e for e in state.entries if not e.dropped]
+    by_reader: dict[str, int] = {}
+    by_source: dict[str, list[int]] = {}
+    for n, e in enumerate(entries):
+        for r in e.readers:
+            by_reader[r] = n
+        by_source.setdefault(e.source, []).append(n)
+
+    parent = list(range(len(entries)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    ops_of: dict[int, list[str]] = {}
+    for op in state.inventory.ops:
+        if _optable.op_class(op.op_type) != "value_preserving" or op.name in state.fused:
+            continue
+        members = [by_reader[a] for i in range(len(op.inputs)) if (a := op.input_address(i)) in by_reader]
+        for j in range(len(op.outputs)):
+            members += by_source.get(op.output_address(j), ())
+        parts: dict[tuple, list[int]] = {}
+        for n in members:
+            e = entries[n]
+            parts.setdefault((e.spec, e.axis, e.block_size, e.schedule), []).append(n)
+        for same in parts.values():
+            if len(same) < 2:
+                continue
+            for n in same[1:]:
+                a, b = find(same[0]), find(n)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            ops_of.setdefault(same[0], []).append(op.name)
+
+    groups: dict[int, list[int]] = {}
+    for n in range(len(entries)):
+        groups.setdefault(find(n), []).append(n)
+    gops: dict[int, list[str]] = {}
+    for n, names in ops_of.items():
+        gops.setdefault(find(n), []).extend(names)
+    count = 0
+    for root in sorted(groups):
+        members = groups[root]
+        if len(members) < 2:
+            continue
+        gid = f"g{count}"
+        count += 1
+        for n in members:
+            entries[n].group = gid
+        names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, ())))
+        state.decisions.append(
+            Decision(
+                kind="shared-qparams",
+                subjects=tuple(entries[n].address for n in members),
+                reason=f"quantized inputs and output of value-preserving {names} share one qparams set",
+                group=gid,
+            )
+        )
+    return state

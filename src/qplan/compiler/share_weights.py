@@ -1,0 +1,93 @@
+"""Pass: one fake-quant per parameter (SPEC §2.5, shared weights).
+
+Every state an op reads (``op.states``) is a parameter or buffer; a parameter read by several
+ops (tied weights) still gets exactly one fake-quant, read by all of them. Its spec and schedule
+are those of the first consumer in ``named_modules()`` order that has an opinion (ties: execution
+order); another consumer asking for a different spec or schedule is a ``shared-weight-conflict``
+warning. A ``module_state_spec`` of the owning module (``state_override``) decides instead.
+The weight-axis defaults come from the deciding consumer's op type (``resolve_axes``).
+"""
+
+from __future__ import annotations
+
+from qplan.compiler.assign_schedules import schedule_for
+from qplan.compiler.codes import diagnostic
+from qplan.compiler.plan import Decision
+from qplan.compiler.state import Entry, State, describe_spec
+
+__all__ = ["share_weights"]
+
+_STATE_SLOT = 100  # entry order: an op's weights sort after its inputs, before its outputs
+
+
+def share_weights(state: State) -> State:
+    uses: dict[str, list[tuple]] = {}
+    for k, op in enumerate(state.inventory.ops):
+        for s, (name, fqn) in enumerate(op.states.items()):
+            if not state.is_float(fqn):
+                continue
+            mod_rank = state.module_order.get(op.module, len(state.module_order))
+            uses.setdefault(fqn, []).append((mod_rank, k, s, op, name, state.state_opinion.get((op.name, name))))
+
+    for fqn, reads in uses.items():
+        readers = [f"{op.name}:{name}" for _, _, _, op, name, _ in reads]
+        first_k, first_s = reads[0][1], reads[0][2]
+        override = state.state_override.get(fqn)
+        if override is not None:
+            chosen = override
+            deciding = min(reads, key=lambda u: u[:2])
+            schedule = schedule_for(state, override.module)
+        else:
+            voters = [u for u in reads if u[5] is not None]
+            if not voters:
+                continue
+            deciding = min(voters, key=lambda u: u[:2])
+            chosen = deciding[5]
+            schedule = schedule_for(state, chosen.module)
+            for u in voters:
+                if u is deciding:
+                    continue
+                other = u[5]
+                other_sched = schedule_for(state, other.module)
+                if other.spec != chosen.spec or other_sched != schedule:
+                    _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
+        if len(reads) > 1:
+            state.decisions.append(
+                Decision(
+                    kind="shared-weight",
+                    subjects=(fqn, *readers),
+                    reason=(
+                        f"`{fqn}` is read by {len(reads)} ops; one fake-quant serves all, "
+                        f"decided by `{deciding[3].name}` (`{state.path(chosen.parts)}`)"
+                    ),
+                )
+            )
+        if chosen.spec is None:
+            continue
+        shape, dtype = state.tensor[fqn]
+        state.entries.append(
+            Entry(
+                address=fqn, role="state", source=fqn, spec=chosen.spec, schedule=schedule, readers=readers,
+                opinion=chosen, order=(first_k, _STATE_SLOT + first_s), shape=shape, dtype=dtype,
+                axis_op=deciding[3].op_type,
+            )
+        )
+    return state
+
+
+def _conflict(state, fqn, deciding, use, chosen, other, schedule, other_sched) -> None:
+    what = (
+        f"{describe_spec(other.spec)} instead of {describe_spec(chosen.spec)}"
+        if other.spec != chosen.spec
+        else f"schedule {other_sched} instead of {schedule}"
+    )
+    state.diagnostics.append(
+        diagnostic(
+            "shared-weight-conflict",
+            f"shared weight `{fqn}`: `{use[3].name}` asks for {what}; the first consumer "
+            f"`{deciding[3].name}` (`{state.path(chosen.parts)}`) decides",
+            path=state.path(other.parts),
+            span=state.span(other.parts),
+            help=f"give every consumer of `{fqn}` the same state spec and schedule",
+        )
+    )

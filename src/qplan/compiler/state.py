@@ -1,0 +1,220 @@
+"""The compiler's working state: the inventory and config plus side tables the passes fill in.
+
+Passes are plain functions ``state -> state`` (see :mod:`qplan.compiler.pipeline`); they read
+the tables earlier passes wrote, add their own, and append :class:`Decision` and
+:class:`Diagnostic` records. Nothing here prints.
+
+Side tables, by the pass that writes them:
+
+* ``resolve_configs``: ``module_choice`` (module path -> winning module rule), ``op_rule``,
+  and per-tensor opinions ``in_opinion`` / ``out_opinion`` (by address) and ``state_opinion``
+  (by ``(op name, state name)``);
+* ``fuse``: ``fused`` (op name -> fusion group id), rewritten opinions;
+* ``resolve_edges``: ``root`` (value address seen through pass-through ops), ``readers_of_root``
+  and ``reads`` (reader address -> :class:`Read`), ``dangling`` (output-only values);
+* ``apply_boundaries``: rewritten ``reads``, ``state_override``;
+* ``assign_schedules``: ``Read.schedule``;
+* ``share_weights`` / ``place_quantizers``: ``entries``;
+* ``resolve_axes``: ``Entry.axis`` / ``Entry.block_size``; ``share_qparams``: ``Entry.group``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qplan.compiler.inventory import Inventory, Op
+from qplan.compiler.plan import Decision
+from qplan.diagnostics import Diagnostic, Span
+from qplan.schema.paths import config_path
+from qplan.schema.types import (
+    ModuleQuantizerConfig,
+    OpQuantizerConfig,
+    QATSchedule,
+    QuantizationSpec,
+    QuantizerConfig,
+)
+
+__all__ = ["Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec"]
+
+FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
+"""Tensor dtypes that can be fake-quantized; integer tensors (indices, masks) never are."""
+
+Parts = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A module-level rule: a module_name_configs / module_type_configs key, or global_config."""
+
+    level: str  # "name" | "type" | "global"
+    key: str | None
+    index: int  # declaration order within its level
+    parts: Parts  # config path parts of the rule
+    config: ModuleQuantizerConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleChoice:
+    """The module config that governs one module, and the rules it beat."""
+
+    rule: Rule | None  # None only when there is no global config and nothing matched
+    beaten: tuple[Rule, ...]  # most specific first
+    owner: bool  # the winning rule matched this module itself (its module_*_spec applies here)
+
+
+@dataclass(frozen=True, slots=True)
+class OpRule:
+    """The op config that governs one op: where it came from and what it beat."""
+
+    config: OpQuantizerConfig | None  # None: declines everything (a null op config)
+    parts: Parts  # config path parts of the op config (the module rule for its own op_*_spec)
+    level: str  # "op_name" | "op_type" | "module"
+    beaten: tuple[Parts, ...]  # op-level and module-level rules that matched and lost
+    module: str  # module path of the op (whose module config governs it)
+
+
+@dataclass(frozen=True, slots=True)
+class Opinion:
+    """One rule's say on one tensor: quantize with `spec`, or decline (`spec is None`)."""
+
+    spec: QuantizationSpec | None
+    parts: Parts  # config path parts of the tensor entry that decided
+    beaten: tuple[Parts, ...] = ()
+    defaulted: bool = False
+    module: str = ""  # module whose config's qat_schedule applies
+
+
+@dataclass(slots=True)
+class Read:
+    """One op input (or model output) reading a quantized value."""
+
+    reader: str  # "op:in<i>" or ":out<j>"
+    root: str  # value read, seen through pass-through ops
+    opinion: Opinion  # the rule that decided the read's spec
+    order: tuple[int, int]  # (op index, input index); model outputs sort last
+    tag: str | None = None  # boundary address when a module boundary spec decided
+    extra_beaten: tuple[Parts, ...] = ()  # e.g. the producer's output rule the consumer overrode
+    sched_module: str = ""  # module whose schedule applies (set by resolve_edges / apply_boundaries)
+    fallback_module: str = ""  # used when `sched_module` has no module config
+    schedule: QATSchedule | None = None
+
+
+@dataclass(slots=True)
+class Entry:
+    """One fake-quant being placed (becomes a QuantizerEntry)."""
+
+    address: str
+    role: str  # input | output | state | boundary
+    source: str
+    spec: QuantizationSpec
+    schedule: QATSchedule | None
+    readers: list[str]
+    opinion: Opinion
+    order: tuple[int, int]
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    extra_beaten: tuple[Parts, ...] = ()
+    axis_op: str | None = None  # op type whose weight-axis defaults apply (weights)
+    axis: int | None = None
+    block_size: int | tuple[int, ...] | None = None
+    group: str | None = None
+    dropped: bool = False
+
+
+@dataclass
+class State:
+    """Everything the passes share."""
+
+    inventory: Inventory
+    config: QuantizerConfig
+    source_name: str = "<python>"
+    sha256: str = ""
+    spans: dict[str, Span] = field(default_factory=dict)
+    strict: bool = False
+
+    # resolve_configs
+    module_choice: dict[str, ModuleChoice] = field(default_factory=dict)
+    op_rule: dict[str, OpRule] = field(default_factory=dict)
+    in_opinion: dict[str, Opinion] = field(default_factory=dict)
+    out_opinion: dict[str, Opinion] = field(default_factory=dict)
+    state_opinion: dict[tuple[str, str], Opinion] = field(default_factory=dict)
+    # fuse
+    fused: dict[str, str] = field(default_factory=dict)
+    # resolve_edges
+    root: dict[str, str] = field(default_factory=dict)
+    readers_of_root: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # root -> [(reader, module)]
+    reads: dict[str, Read] = field(default_factory=dict)
+    dangling: list[str] = field(default_factory=list)
+    # apply_boundaries
+    state_override: dict[str, Opinion] = field(default_factory=dict)
+    # share_weights / place_quantizers
+    entries: list[Entry] = field(default_factory=list)
+
+    # intern_specs
+    specs: dict[str, Any] = field(default_factory=dict)
+    quantizers: list[Any] = field(default_factory=list)
+
+    decisions: list[Decision] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    # -- derived lookups, built once ------------------------------------------------------
+    def __post_init__(self) -> None:
+        inv = self.inventory
+        self.op_index: dict[str, int] = {op.name: i for i, op in enumerate(inv.ops)}
+        self.producer: dict[str, Op] = {}
+        self.direct_readers: dict[str, list[tuple[int, int]]] = {}  # value -> [(op index, input index)]
+        self.tensor: dict[str, tuple[tuple[int, ...], str]] = {}
+        for t in inv.inputs:
+            if t.source:
+                self.tensor[t.source] = (tuple(t.shape), t.dtype)
+        for fqn, t in inv.parameters.items():
+            self.tensor[fqn] = (tuple(t.shape), t.dtype)
+        for k, op in enumerate(inv.ops):
+            for i, t in enumerate(op.inputs):
+                if t.source is not None:
+                    self.direct_readers.setdefault(t.source, []).append((k, i))
+            for t in op.outputs:
+                if t.source:
+                    self.producer[t.source] = op
+                    self.tensor[t.source] = (tuple(t.shape), t.dtype)
+        self.model_outputs: set[str] = {s for s in inv.outputs if s}
+        self.module_order: dict[str, int] = {m.path: i for i, m in enumerate(inv.modules)}
+        self.module_info = {m.path: m for m in inv.modules}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def path(self, parts: Parts) -> str:
+        return config_path(parts)
+
+    def span(self, parts: Parts) -> Span | None:
+        """Span of a config path, or of its nearest ancestor that has one."""
+        parts = list(parts)
+        while parts:
+            span = self.spans.get(config_path(parts))
+            if span is not None:
+                return span
+            parts.pop()
+        return None
+
+    def schedule_of(self, module: str) -> tuple[bool, QATSchedule | None]:
+        """(has a module config, its qat_schedule) for the module config governing `module`."""
+        choice = self.module_choice.get(module)
+        cfg = choice.rule.config if choice is not None and choice.rule is not None else None
+        return (cfg is not None, cfg.qat_schedule if cfg is not None else None)
+
+    def is_float(self, address: str) -> bool:
+        info = self.tensor.get(address)
+        return info is not None and info[1] in FLOAT_DTYPES
+
+
+def describe_spec(spec: QuantizationSpec | None) -> str:
+    """A short human form of a spec (`int8 per_tensor`), or `float` for a decline."""
+    if spec is None:
+        return "float"
+    g = spec.granularity
+    kind = type(g).__name__.removeprefix("Per").removesuffix("Granularity").lower()
+    kind = {"tensor": "per_tensor", "channel": "per_channel", "block": "per_block"}.get(kind, kind)
+    extra = f" block {g.block_size}" if kind == "per_block" else ""
+    axis = getattr(g, "axis", None)
+    extra += f" axis {axis}" if axis is not None else ""
+    return f"{spec.dtype} {spec.qscheme} {kind}{extra}"
