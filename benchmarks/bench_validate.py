@@ -1,0 +1,181 @@
+"""Benchmark: config text -> validated config objects, qplan vs. coreai-opt 0.3.0.
+
+Generates one config with 200 `module_name_configs` entries (per-layer and per-group regexes over
+Llama-style module paths, each with an input spec and a weight spec), writes it to a temporary
+file, and times in one process, after a warm-up, with the median of several repeats:
+
+- qplan: `qplan.schema.loader.load_config(path)` (YAML parse with positions, full validation
+  with every error collected, then msgspec conversion to `QuantizerConfig`);
+- coreai-opt 0.3.0: `coreai_opt.quantization.QuantizerConfig.from_yaml(path)` (PyYAML
+  `safe_load`, then pydantic models).
+
+Usage: python benchmarks/bench_validate.py [--repeat N] [--entries N] [-o benchmarks/results/validate.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+PROJECTIONS = (
+    ("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
+    ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj"),
+)
+
+
+def _input_spec(dtype: str) -> str:
+    return (
+        '      op_input_spec:\n'
+        '        "*":\n'
+        f'          dtype: {dtype}\n'
+        '          qscheme: symmetric\n'
+        '          granularity: {type: per_tensor}\n'
+        '          qparam_calculator_cls: moving_average\n'
+    )
+
+
+def _weight_spec(dtype: str, granularity: str) -> str:
+    return (
+        '      op_state_spec:\n'
+        '        weight:\n'
+        f'          dtype: {dtype}\n'
+        '          qscheme: symmetric\n'
+        f'          granularity: {granularity}\n'
+    )
+
+
+def make_config(entries: int) -> str:
+    """A config text with `entries` module-name rules (deterministic)."""
+    blocks = []
+    # A few group rules first (later, more specific per-layer rules win: last match wins).
+    groups = [
+        (r"model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj", "int8", "{type: per_channel}"),
+        (r"model\.layers\.(\d+)\.mlp\.(gate|up)_proj", "int8", "{type: per_block, block_size: 64}"),
+        (r"model\.layers\.(\d+)\.mlp\.down_proj", "int8", "{type: per_block, block_size: 128}"),
+        (r"model\.embed_tokens|lm_head", "int8", "{type: per_channel, axis: 0}"),
+    ]
+    rules = groups[: min(len(groups), entries)]
+    layer = 0
+    while len(rules) < entries:
+        for module, proj in PROJECTIONS:
+            if len(rules) == entries:
+                break
+            wide = proj in ("q_proj", "k_proj", "down_proj") and layer % 4 == 0
+            dtype = "int8" if wide else "int4"
+            block = 32 if proj != "down_proj" else 64
+            rules.append((rf"model\.layers\.{layer}\.{module}\.{proj}", dtype, f"{{type: per_block, block_size: {block}}}"))
+        layer += 1
+    for pattern, dtype, granularity in rules:
+        blocks.append(f"    '{pattern}':\n" + _input_spec("int8") + "      op_output_spec: null\n" + _weight_spec(dtype, granularity))
+    return (
+        "quantization_config:\n"
+        "  execution_mode: graph\n"
+        "  global_config:\n"
+        "    op_state_spec:\n"
+        "      weight: {dtype: int8, granularity: {type: per_channel}}\n"
+        "  module_name_configs:\n" + "".join(blocks)
+    )
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds per function; one warm-up each, then the functions alternate every round,
+    so a load change on the machine hits all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up: lazy imports, caches
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("-o", "--output", type=Path, help="also write the markdown report here")
+    args = parser.parse_args(argv)
+
+    from qplan.schema.loader import load_config
+    from qplan.schema.yamldoc import parse_document
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from coreai_opt.quantization import QuantizerConfig as CoreaiQuantizerConfig
+
+    load_before = os.getloadavg()[0]
+    text = make_config(args.entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config_200.yaml"
+        path.write_text(text, encoding="utf-8")
+
+        # Both must accept the file and see the same number of rules.
+        ours = load_config(path).config
+        theirs = CoreaiQuantizerConfig.from_yaml(path)
+        assert len(ours.module_name_configs) == args.entries, len(ours.module_name_configs)
+        assert len(theirs.module_name_configs) == args.entries, len(theirs.module_name_configs)
+
+        text_in_file = path.read_text(encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            medians = interleaved_medians(
+                {
+                    "qplan": lambda: load_config(path),
+                    "coreai": lambda: CoreaiQuantizerConfig.from_yaml(path),
+                    "qplan_parse": lambda: parse_document(text_in_file, str(path)),
+                },
+                args.repeat,
+            )
+    t_qplan, t_coreai, t_parse = medians["qplan"], medians["coreai"], medians["qplan_parse"]
+    ratio = t_qplan / t_coreai
+    lines = text.count("\n")
+    versions = {name: importlib.metadata.version(name) for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "pydantic", "PyYAML")}
+    report = "\n".join([
+        "# Config validation: text to objects",
+        "",
+        f"One config with {args.entries} `module_name_configs` entries ({lines} lines, {len(text.encode())} bytes), "
+        "loaded from a file; median of "
+        f"{args.repeat} rounds after one warm-up, both libraries in the same process, alternating every round.",
+        "",
+        "| loader | median |",
+        "|---|---|",
+        f"| qplan `load_config(path)` (parse with positions + full validation + build) | {t_qplan * 1e3:.1f} ms |",
+        f"| coreai-opt 0.3.0 `QuantizerConfig.from_yaml(path)` | {t_coreai * 1e3:.1f} ms |",
+        f"| ratio qplan / coreai-opt | {ratio:.2f} |",
+        f"| of qplan's time: YAML parse with positions (`yamldoc.parse_document`) | {t_parse * 1e3:.1f} ms |",
+        "",
+        f"- command: `.venv/bin/python benchmarks/bench_validate.py{' ' + ' '.join(argv) if argv else ''}`",
+        f"- machine: {machine()}; load average before the run {load_before:.2f} (the machine is shared, so absolute times vary; the ratio is steadier)",
+        f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+    ])
+    print(report)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
