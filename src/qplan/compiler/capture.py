@@ -1,0 +1,843 @@
+"""Model capture (SPEC §2.1-2.2): one forward of the model becomes an :class:`Inventory`.
+
+``capture(model, example_inputs, mode)`` works in two modes that give the **same inventory**
+(same op names, op types, input sources, states, outputs and module infos):
+
+* ``"graph"``: ``torch.export.export(model, args, strict=False)``. Aten nodes are grouped into
+  *torch-level calls* by ``node.meta["torch_fn"]`` (the torch function that emitted them), so
+  a call that export decomposes (``2 / x`` → reciprocal + mul, ``F.normalize`` → 4 nodes) is
+  still one op; the module path comes from ``node.meta["nn_module_stack"]``.
+* ``"eager"``: one real forward under :class:`EagerOpNamer`, a ``TorchFunctionMode`` that sees
+  the outermost torch-level calls, plus forward (pre-)hooks that keep the module stack.
+
+Naming rules (both modes):
+
+* op type = :func:`~qplan.compiler.ops.normalize_op_type` of the torch function's name
+  (``Tensor.add_``/``__iadd__`` → ``add``, ``x.T`` → ``getattr``);
+* a call is a *candidate* when its class is not ``pass_through``/``ignore`` and it reads at least
+  one floating-point tensor (parameters included); a candidate that returns a tensor takes the
+  next name ``<module>.<op type>[_k]`` (counter per (module, op type), execution order, a module
+  called twice continues its counters); it is **listed** when one of its outputs is floating;
+* **pass-through ops are not listed**: they are transparent links, their outputs carry the
+  source of their first tensor argument (``linear:out0`` read through ``view``/``permute`` is
+  still ``linear:out0``). Export removes some of them (``contiguous``) and renames others
+  (``x.T`` → ``numpy_T``), so listing them could not give equal inventories in both modes;
+* ``ignore`` ops (``arange``, ``zeros_like``, ``torch.tensor``...) and non-candidates produce
+  untracked values: a reader of such a value has source ``None``;
+* inputs: tensor arguments named by the op's signature and ordered by the op table's input
+  slots (``cat``: one input per list element); a parameter/buffer in a state slot
+  (``linear`` ``weight``/``bias``) becomes a state, not an input; a parameter read by any other
+  slot stays an input (source = its fqn) and is also a state named after its attribute
+  (``x * self.scale`` → ``states={"scale": "blk.scale"}``). Tied parameters have one fqn, the
+  first in ``named_parameters()``.
+* modules: ``ModuleInfo.inputs``/``outputs`` are the sources of the flattened positional
+  arguments / flattened output of a module's first call.
+
+The model is captured **as it is** (training flag untouched; in training mode export records
+``batch_norm(training=True)``, which is the same op). The model is never modified: eager mode
+restores buffers (BatchNorm statistics) and the global RNG, and clones the example inputs;
+hooks are removed afterwards. BatchNorm folding is the compiler's business, not capture's.
+
+Known differences (documented, not hidden): a torch-level call that export decomposes into
+several aten nodes has its inputs in first-use order in graph mode and in argument order in
+eager mode; they agree when it has a single tensor argument (``2 / x``, ``F.normalize``) but
+may not for multi-tensor composites (``F.multi_head_attention_forward``, which is one unknown op
+in both modes). In-place writes into views (``x[:, 0] = y``) are not tracked.
+
+**Contract for the runtime (eager).** :class:`EagerOpNamer` is the single implementation of
+eager naming. ``with namer.session(args): out = model(*args)`` runs one forward; for every
+torch-level call it builds an :class:`OpCall` (tentative name, op type, module, inputs with
+their sources and locations in ``(args, kwargs)``) and calls :meth:`EagerOpNamer.intercept`,
+which a subclass may override to rewrite arguments (:meth:`OpCall.replace_inputs`) and wrap the
+result. Names and sources are the ones :func:`capture` writes into the inventory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
+from torch.overrides import TorchFunctionMode, resolve_name
+
+from qplan.compiler.inventory import Inventory, ModuleInfo, Op, TensorRef
+from qplan.compiler.ops import ARG_ALIASES, OP_TABLE, normalize_op_type
+
+__all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError"]
+
+Mode = Literal["graph", "eager"]
+_UNLISTED = ("pass_through", "ignore")
+
+
+class CaptureError(ValueError):
+    """The model cannot be captured in the requested mode (the message says why)."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _dtype(t: Any) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    out = []
+    for s in t.shape:
+        try:
+            out.append(int(s))
+        except TypeError:  # symbolic size
+            out.append(-1)
+    return tuple(out)
+
+
+def _ref(source: str | None, t: Any) -> TensorRef:
+    return TensorRef(source=source, shape=_shape(t), dtype=_dtype(t))
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import_paths(cls: type) -> tuple[str, ...]:
+    """Other public import paths of `cls`: ``torch.nn.modules.linear.Linear`` → ``torch.nn.Linear``."""
+    import sys
+
+    parts = cls.__module__.split(".")
+    found = []
+    for k in range(len(parts) - 1, 0, -1):
+        mod = sys.modules.get(".".join(parts[:k]))
+        if mod is not None and getattr(mod, cls.__qualname__, None) is cls:
+            found.append(f"{'.'.join(parts[:k])}.{cls.__qualname__}")
+    return tuple(found)
+
+
+def _attr_name(fqn: str) -> str:
+    return fqn.rsplit(".", 1)[-1]
+
+
+@dataclass
+class _Arg:
+    """One tensor argument of a call: its signature name, source, value and where it sits."""
+
+    name: str | None
+    source: str | None
+    value: Any  # a tensor (eager) or a FakeTensor (graph)
+    loc: Any  # eager: ("args", i[, k]) / ("kwargs", key[, k]); graph: (consumer node, input node)
+
+
+def _classify(op_type: str, args: Sequence[_Arg], params: Callable[[str | None], bool]) -> tuple[list[_Arg], dict[str, str]]:
+    """Order a call's tensor arguments into (inputs, states) by the op table (module docstring)."""
+    info = OP_TABLE.get(op_type)
+    states: dict[str, str] = {}
+    if info is not None and any(a.name is not None for a in args):
+        slotted: dict[str, list[_Arg]] = {}
+        extras: list[_Arg] = []
+        for a in args:
+            name = ARG_ALIASES.get(a.name, a.name) if a.name else None
+            if name in info.states and params(a.source):
+                states[name] = a.source  # type: ignore[assignment]
+            elif name in info.inputs:
+                slotted.setdefault(name, []).append(a)
+            else:
+                extras.append(a)
+        inputs = [a for slot in info.inputs for a in slotted.get(slot, [])] + extras
+    else:
+        inputs = list(args)
+    for a in inputs:
+        if params(a.source):
+            key = _attr_name(a.source)  # type: ignore[arg-type]
+            if states.get(key, a.source) != a.source:
+                key = a.source  # type: ignore[assignment]
+            states.setdefault(key, a.source)  # type: ignore[arg-type]
+    return inputs, states
+
+
+def _is_candidate(op_type: str, args: Sequence[_Arg]) -> bool:
+    info = OP_TABLE.get(op_type)
+    if info is not None and info.cls in _UNLISTED:
+        return False
+    return any(a.value.is_floating_point() for a in args)
+
+
+class _Builder:
+    """The mode-independent part: module paths, parameter names, counters, op records."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.module_path: dict[int, str] = {}
+        for path, mod in model.named_modules():
+            self.module_path.setdefault(id(mod), path)
+        self.alias_path: dict[str, str] = {}
+        for path, mod in model.named_modules(remove_duplicate=False):
+            self.alias_path[path] = self.module_path[id(mod)]
+        self.param_fqn: dict[int, str] = {}
+        self.parameters: dict[str, TensorRef] = {}
+        for fqn, t in [*model.named_parameters(), *model.named_buffers()]:
+            if id(t) not in self.param_fqn:
+                self.param_fqn[id(t)] = fqn
+                self.parameters[fqn] = TensorRef(source=fqn, shape=_shape(t), dtype=_dtype(t))
+        self.all_param_names: dict[str, str] = {}  # any (aliased) name -> canonical fqn
+        for fqn, t in [
+            *model.named_parameters(remove_duplicate=False),
+            *model.named_buffers(remove_duplicate=False),
+        ]:
+            self.all_param_names[fqn] = self.param_fqn[id(t)]
+        self.counters: dict[tuple[str, str], int] = {}
+        self.ops: list[Op] = []
+        self.first_call: dict[str, tuple[tuple[str | None, ...], tuple[str | None, ...]]] = {}
+
+    def is_param(self, source: str | None) -> bool:
+        return source is not None and source in self.parameters
+
+    def peek_name(self, module: str, op_type: str) -> str:
+        k = self.counters.get((module, op_type), 0)
+        base = f"{module}.{op_type}" if module else op_type
+        return base if k == 0 else f"{base}_{k}"
+
+    def commit_name(self, module: str, op_type: str) -> None:
+        key = (module, op_type)
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def module_infos(self) -> tuple[ModuleInfo, ...]:
+        infos = []
+        for path, mod in self.model.named_modules():
+            cls = type(mod)
+            states = {}
+            for name, t in [*mod.named_parameters(recurse=False), *mod.named_buffers(recurse=False)]:
+                if t is not None and id(t) in self.param_fqn:
+                    states[name] = self.param_fqn[id(t)]
+            ins, outs = self.first_call.get(path, ((), ()))
+            infos.append(
+                ModuleInfo(
+                    path=path,
+                    cls=_class_path(cls),
+                    qualname=cls.__qualname__,
+                    import_paths=_import_paths(cls),
+                    states=states,
+                    inputs=ins,
+                    outputs=outs,
+                    called=path in self.first_call,
+                )
+            )
+        return tuple(infos)
+
+    def inventory(self, mode: str, inputs: tuple[TensorRef, ...], outputs: tuple[str | None, ...]) -> Inventory:
+        return Inventory(
+            model_class=_class_path(type(self.model)),
+            mode=mode,
+            modules=self.module_infos(),
+            parameters=dict(self.parameters),
+            ops=tuple(self.ops),
+            inputs=inputs,
+            outputs=outputs,
+        )
+
+
+# --------------------------------------------------------------------------- eager mode
+
+
+@dataclass(frozen=True)
+class InputSlot:
+    """Input `index` of an op call: its source address and where the tensor sits in (args, kwargs)."""
+
+    index: int
+    source: str | None
+    loc: tuple[Any, ...]  # ("args", i) / ("args", i, k) / ("kwargs", key) / ("kwargs", key, k)
+    tensor: torch.Tensor
+
+
+@dataclass
+class OpCall:
+    """One torch-level call seen by :class:`EagerOpNamer`.
+
+    `name` is the op name the call gets if it is listed (``None`` for pass-through, ignored and
+    non-candidate calls); it is final once the call returns a tensor.
+    """
+
+    func: Any
+    target: str  # resolve_name(func), e.g. "torch.nn.functional.linear"
+    op_type: str
+    module: str
+    name: str | None
+    inputs: tuple[InputSlot, ...] = ()
+    states: dict[str, str] = field(default_factory=dict)
+
+    def replace_inputs(self, args: tuple, kwargs: dict, new: dict[int, torch.Tensor]) -> tuple[tuple, dict]:
+        """Copies of (args, kwargs) with input `i` replaced by ``new[i]``."""
+        args, kwargs = list(args), dict(kwargs)
+        for slot in self.inputs:
+            if slot.index not in new:
+                continue
+            where, key, *rest = slot.loc
+            box = args if where == "args" else kwargs
+            if rest:
+                seq = list(box[key])
+                seq[rest[0]] = new[slot.index]
+                box[key] = type(box[key])(seq) if isinstance(box[key], tuple) else seq
+            else:
+                box[key] = new[slot.index]
+        return tuple(args), kwargs
+
+
+_SIG_CACHE: dict[Any, tuple[tuple[str, ...], str | None]] = {}
+
+
+def _positional_names(func: Any, op_type: str) -> tuple[tuple[str, ...], str | None]:
+    """Positional argument names of a torch function (Python signature, else the aten schema)."""
+    key = func
+    try:
+        hit = _SIG_CACHE.get(key)
+    except TypeError:
+        hit, key = None, None
+    if hit is not None:
+        return hit
+    names: tuple[str, ...] = ()
+    var: str | None = None
+    try:
+        sig = inspect.signature(func)
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
+        var = next((p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    except (TypeError, ValueError):
+        packet = getattr(torch.ops.aten, op_type, None)
+        if packet is not None:
+            overloads = packet.overloads()
+            if overloads:
+                ovl = getattr(packet, "default" if "default" in overloads else overloads[0])
+                names = tuple(a.name for a in ovl._schema.arguments if not a.kwarg_only)
+    if key is not None:
+        _SIG_CACHE[key] = (names, var)
+    return names, var
+
+
+class EagerOpNamer(TorchFunctionMode):
+    """Names every torch-level call of one forward exactly as :func:`capture` does (eager mode).
+
+    Use ``with namer.session(args): model(*args)``. Subclasses override :meth:`intercept` (and
+    may call :meth:`set_source` for tensors they create). One namer serves many forwards; each
+    session starts from fresh counters.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._builder = _Builder(model)
+        self._stack: list[str] = []
+        self._sources: dict[int, tuple[Any, str | None]] = {}
+        self._internal = 0
+        self._on_module: Callable[[str, str, tuple[str | None, ...]], None] | None = None
+
+    # -- sources
+    def source_of(self, t: Any) -> str | None:
+        """The address of the value `t` holds, or None when it is not tracked."""
+        if not isinstance(t, torch.Tensor):
+            return None
+        hit = self._sources.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        return self._builder.param_fqn.get(id(t))
+
+    def set_source(self, t: Any, source: str | None) -> None:
+        """Record that tensor `t` holds the value at address `source`."""
+        if isinstance(t, torch.Tensor):
+            self._sources[id(t)] = (t, source)
+
+    @property
+    def module(self) -> str:
+        """Path of the innermost module running now ("" = root)."""
+        return self._stack[-1] if self._stack else ""
+
+    # -- session
+    @contextlib.contextmanager
+    def session(self, args: Sequence[Any]) -> Iterator[EagerOpNamer]:
+        """One forward: fresh counters, model inputs named ``:in<i>``, hooks on, mode on."""
+        b = self._builder
+        b.counters.clear()
+        b.ops.clear()
+        b.first_call.clear()
+        self._sources.clear()
+        self._stack.clear()
+        for i, t in enumerate(t for t in pytree.tree_leaves(tuple(args)) if isinstance(t, torch.Tensor)):
+            self.set_source(t, f":in{i}")
+        handles = []
+        try:
+            for mod in self.model.modules():
+                handles.append(mod.register_forward_pre_hook(self._pre_hook))
+                handles.append(mod.register_forward_hook(self._post_hook, always_call=True))
+            with self:
+                yield self
+        finally:
+            for h in handles:
+                h.remove()
+            self._stack.clear()
+
+    def _pre_hook(self, mod: nn.Module, args: tuple) -> None:
+        path = self._builder.module_path.get(id(mod))
+        if path is None:
+            return
+        self._stack.append(path)
+        if path not in self._builder.first_call:
+            ins = tuple(self.source_of(t) for t in pytree.tree_leaves(args) if isinstance(t, torch.Tensor))
+            self._builder.first_call[path] = (ins, ())
+            self._pending_out = getattr(self, "_pending_out", set())
+            self._pending_out.add(path)
+
+    def _post_hook(self, mod: nn.Module, args: tuple, out: Any) -> None:
+        path = self._builder.module_path.get(id(mod))
+        if path is None:
+            return
+        if self._stack and self._stack[-1] == path:
+            self._stack.pop()
+        pending = getattr(self, "_pending_out", set())
+        if path in pending:
+            pending.discard(path)
+            outs = tuple(self.source_of(t) for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
+            self._builder.first_call[path] = (self._builder.first_call[path][0], outs)
+
+    # -- calls
+    def _named_args(self, func: Any, op_type: str, args: tuple, kwargs: dict) -> list[_Arg]:
+        names, var = _positional_names(func, op_type)
+        out: list[_Arg] = []
+
+        def add(name: str | None, value: Any, loc: tuple) -> None:
+            if isinstance(value, torch.Tensor):
+                out.append(_Arg(name, self.source_of(value), value, loc))
+            elif isinstance(value, (list, tuple)):
+                for k, v in enumerate(value):
+                    if isinstance(v, torch.Tensor):
+                        out.append(_Arg(name, self.source_of(v), v, (*loc, k)))
+
+        for i, a in enumerate(args):
+            add(names[i] if i < len(names) else var, a, ("args", i))
+        for key, a in kwargs.items():
+            add(key, a, ("kwargs", key))
+        return out
+
+    def describe(self, func: Any, args: tuple, kwargs: dict) -> tuple[OpCall, list[_Arg]]:
+        """The :class:`OpCall` for a call about to run (does not advance the counters)."""
+        try:
+            target = resolve_name(func) or getattr(func, "__name__", repr(func))
+        except Exception:  # pragma: no cover - exotic callables
+            target = getattr(func, "__name__", repr(func))
+        op_type = normalize_op_type(target) or target
+        named = self._named_args(func, op_type, args, kwargs)
+        module = self.module
+        name = self._builder.peek_name(module, op_type) if _is_candidate(op_type, named) else None
+        call = OpCall(func=func, target=target, op_type=op_type, module=module, name=name)
+        if name is not None:
+            inputs, states = _classify(op_type, named, self._builder.is_param)
+            call.inputs = tuple(InputSlot(i, a.source, a.loc, a.value) for i, a in enumerate(inputs))
+            call.states = states
+        elif named:
+            call.inputs = (InputSlot(0, named[0].source, named[0].loc, named[0].value),)
+        return call, named
+
+    def intercept(self, call: OpCall, func: Any, args: tuple, kwargs: dict) -> Any:
+        """Run one call; override to insert fake-quants. Default: ``func(*args, **kwargs)``."""
+        return func(*args, **kwargs)
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if self._internal:
+            return func(*args, **kwargs)
+        self._internal += 1
+        try:
+            call, _ = self.describe(func, args, kwargs)
+        finally:
+            self._internal -= 1
+        out = self.intercept(call, func, args, kwargs)
+        self._internal += 1
+        try:
+            self._finish(call, out)
+        finally:
+            self._internal -= 1
+        return out
+
+    def _finish(self, call: OpCall, out: Any) -> None:
+        leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        info = OP_TABLE.get(call.op_type)
+        if call.name is None:
+            if info is not None and info.cls == "pass_through" and call.inputs:
+                src = call.inputs[0].source
+                for t in leaves:
+                    self.set_source(t, src)
+            else:
+                for t in leaves:
+                    if id(t) not in self._builder.param_fqn:
+                        self.set_source(t, None)
+            return
+        if not leaves:
+            return
+        self._builder.commit_name(call.module, call.op_type)
+        if not any(t.is_floating_point() for t in leaves):
+            for t in leaves:
+                self.set_source(t, None)
+            return
+        outputs = []
+        for j, t in enumerate(leaves):
+            addr = f"{call.name}:out{j}"
+            self.set_source(t, addr)
+            outputs.append(_ref(addr, t))
+        self._builder.ops.append(
+            Op(
+                name=call.name,
+                op_type=call.op_type,
+                module=call.module,
+                inputs=tuple(_ref(s.source, s.tensor) for s in call.inputs),
+                states=dict(call.states),
+                outputs=tuple(outputs),
+                target=call.target,
+            )
+        )
+
+
+def _capture_eager(model: nn.Module, args: tuple) -> Capture:
+    namer = EagerOpNamer(model)
+    args = pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, args)
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), namer.session(args):
+            out = model(*args)
+            outputs = tuple(namer.source_of(t) for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
+    finally:
+        with torch.no_grad():
+            for k, v in model.named_buffers():
+                if k in buffers:
+                    v.copy_(buffers[k])
+    b = namer._builder
+    inputs = tuple(
+        _ref(f":in{i}", t) for i, t in enumerate(t for t in pytree.tree_leaves(args) if isinstance(t, torch.Tensor))
+    )
+    return Capture(inventory=b.inventory("eager", inputs, outputs), mode="eager")
+
+
+# --------------------------------------------------------------------------- graph mode
+
+
+def _val(node: Any) -> Any:
+    return node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+
+
+def _is_tensor_node(node: Any) -> bool:
+    return isinstance(_val(node), torch.Tensor)
+
+
+def _flat_nodes(x: Any) -> Iterator[Any]:
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _flat_nodes(y)
+    else:
+        yield x
+
+
+class _BoundaryTagger:
+    """Forward (pre-)hooks active during export: tag the trace-time fx nodes of module boundaries."""
+
+    KEY = "qplan_boundary"
+
+    def __init__(self, builder: _Builder) -> None:
+        self.builder = builder
+        self.seen: set[str] = set()
+        self.handles: list[Any] = []
+
+    def _tag(self, values: Any, path: str, kind: str) -> int:
+        from torch.fx.experimental.proxy_tensor import get_proxy_mode, get_proxy_slot
+
+        mode = get_proxy_mode()
+        n = 0
+        for i, t in enumerate(t for t in pytree.tree_leaves(values) if isinstance(t, torch.Tensor)):
+            n += 1
+            if mode is None:
+                continue
+            try:
+                node = get_proxy_slot(t, mode.tracer).proxy.node
+            except Exception:  # not traced (constant): the source stays None
+                continue
+            node.meta.setdefault(self.KEY, []).append((path, kind, i))
+        return n
+
+    def pre(self, mod: nn.Module, args: tuple) -> None:
+        path = self.builder.module_path.get(id(mod))
+        if path is None or path in self.seen:
+            return
+        self.seen.add(path)
+        n = self._tag(args, path, "in")
+        self.builder.first_call[path] = ((None,) * n, ())
+        self._pending = getattr(self, "_pending", set()) | {path}
+
+    def post(self, mod: nn.Module, args: tuple, out: Any) -> None:
+        path = self.builder.module_path.get(id(mod))
+        pending = getattr(self, "_pending", set())
+        if path is None or path not in pending:
+            return
+        pending.discard(path)
+        n = self._tag(out, path, "out")
+        self.builder.first_call[path] = (self.builder.first_call[path][0], (None,) * n)
+
+    @contextlib.contextmanager
+    def active(self, model: nn.Module) -> Iterator[None]:
+        try:
+            for mod in model.modules():
+                self.handles.append(mod.register_forward_pre_hook(self.pre))
+                self.handles.append(mod.register_forward_hook(self.post))
+            yield
+        finally:
+            for h in self.handles:
+                h.remove()
+            self.handles.clear()
+
+
+def _group_key(node: torch.fx.Node) -> Any:
+    fn = node.meta.get("torch_fn")
+    return tuple(fn) if fn else None
+
+
+def _groups(graph: torch.fx.Graph) -> list[list[torch.fx.Node]]:
+    """call_function nodes grouped into torch-level calls (consecutive nodes with one torch_fn)."""
+    import operator
+
+    groups: list[list[torch.fx.Node]] = []
+    owner: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    last_key: Any = None
+    for node in graph.nodes:
+        if node.op != "call_function":
+            last_key = None
+            continue
+        if node.target is operator.getitem and node.args and node.args[0] in owner:
+            owner[node.args[0]].append(node)
+            owner[node] = owner[node.args[0]]
+            continue
+        key = _group_key(node)
+        if key is not None and key == last_key and groups:
+            groups[-1].append(node)
+        else:
+            groups.append([node])
+        owner[node] = groups[-1]
+        last_key = key
+    return groups
+
+
+def _module_of(node: torch.fx.Node, builder: _Builder) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    fqn = list(stack.values())[-1][0]
+    fqn = fqn.replace("L['self'].", "").replace("L__self__.", "")
+    if fqn in ("L['self']", "L__self__"):
+        fqn = ""
+    return builder.alias_path.get(fqn, fqn)
+
+
+def _group_op_type(group: list[torch.fx.Node]) -> tuple[str, str]:
+    """(op type, target) of a group: the torch function's name, else the aten overload's."""
+    fn = group[0].meta.get("torch_fn")
+    main = next((n for n in group if not _is_getitem(n)), group[0])
+    aten = str(main.target)
+    if fn:
+        raw = fn[1].rsplit(".", 1)[-1]
+        return normalize_op_type(raw) or raw, aten
+    return normalize_op_type(aten) or aten, aten
+
+
+def _is_getitem(node: torch.fx.Node) -> bool:
+    import operator
+
+    return node.target is operator.getitem
+
+
+def _capture_graph(model: nn.Module, args: tuple) -> Capture:
+    builder = _Builder(model)
+    tagger = _BoundaryTagger(builder)
+    try:
+        with torch.random.fork_rng(devices=[]), tagger.active(model):
+            ep = torch.export.export(model, args, strict=False)
+    except Exception as e:  # noqa: BLE001 - export raises many types; report one
+        raise CaptureError(
+            f"torch.export failed for `{_class_path(type(model))}`: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    graph = ep.graph
+    sig = ep.graph_signature
+    sources: dict[torch.fx.Node, str | None] = {}
+    cap = Capture(inventory=None, mode="graph", exported=ep)  # type: ignore[arg-type]
+
+    placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    user_inputs: list[TensorRef] = []
+    for spec in sig.input_specs:
+        node = placeholders.get(getattr(spec.arg, "name", None))
+        if node is None:
+            continue
+        kind = spec.kind.name
+        if kind in ("PARAMETER", "BUFFER") and spec.target is not None:
+            fqn = builder.all_param_names.get(spec.target, spec.target)
+            sources[node] = fqn
+            cap.param_nodes[fqn] = node
+            cap.value_nodes.setdefault(fqn, node)
+        elif kind == "USER_INPUT" and _is_tensor_node(node):
+            addr = f":in{len(user_inputs)}"
+            sources[node] = addr
+            cap.value_nodes[addr] = node
+            user_inputs.append(_ref(addr, _val(node)))
+        else:
+            sources[node] = None
+
+    def src(n: Any) -> str | None:
+        return sources.get(n) if isinstance(n, torch.fx.Node) else None
+
+    for group in _groups(graph):
+        members = set(group)
+        op_type, aten = _group_op_type(group)
+        main = next((n for n in group if not _is_getitem(n)), group[0])
+        named: list[_Arg] = []
+        if len([n for n in group if not _is_getitem(n)]) == 1 and isinstance(main.target, torch._ops.OpOverload):
+            schema = main.target._schema.arguments
+            for i, a in enumerate(main.args):
+                name = schema[i].name if i < len(schema) else None
+                for x in _flat_nodes(a):
+                    if _is_tensor_node(x):
+                        named.append(_Arg(name, src(x), _val(x), (main, x)))
+            for key, a in main.kwargs.items():
+                for x in _flat_nodes(a):
+                    if _is_tensor_node(x):
+                        named.append(_Arg(key, src(x), _val(x), (main, x)))
+        else:
+            seen: set[torch.fx.Node] = set()
+            for n in group:
+                for x in n.all_input_nodes:
+                    if x not in members and x not in seen and _is_tensor_node(x):
+                        seen.add(x)
+                        named.append(_Arg(None, src(x), _val(x), (n, x)))
+        # the group's result: the last node whose value escapes the group
+        result = main
+        for n in group:
+            if _is_getitem(n):
+                continue
+            if n.op == "output" or any(u not in members for u in n.users) or not n.users:
+                result = n
+        val = _val(result)
+        leaves = list(val) if isinstance(val, (list, tuple)) else [val]
+        out_nodes: list[torch.fx.Node | None] = []
+        if isinstance(val, (list, tuple)):
+            by_index = {u.args[1]: u for u in result.users if _is_getitem(u)}
+            out_nodes = [by_index.get(j) for j in range(len(leaves))]
+        else:
+            out_nodes = [result]
+        tensor_outs = [(nd, v) for nd, v in zip(out_nodes, leaves) if isinstance(v, torch.Tensor)]
+        info = OP_TABLE.get(op_type)
+        if info is not None and info.cls == "pass_through":
+            data = named[0].source if named else None
+            for n in group:
+                if _is_tensor_node(n):
+                    sources[n] = data
+            continue
+        module = _module_of(main, builder)
+        if not _is_candidate(op_type, named) or not tensor_outs:
+            continue
+        name = builder.peek_name(module, op_type)
+        builder.commit_name(module, op_type)
+        if not any(v.is_floating_point() for _, v in tensor_outs):
+            continue
+        inputs, states = _classify(op_type, named, builder.is_param)
+        outputs = []
+        for j, (nd, v) in enumerate(tensor_outs):
+            addr = f"{name}:out{j}"
+            outputs.append(_ref(addr, v))
+            if nd is not None:
+                sources[nd] = addr
+                cap.value_nodes[addr] = nd
+        for i, a in enumerate(inputs):
+            cap.input_edges.setdefault(f"{name}:in{i}", []).append(a.loc)
+        cap.nodes[name] = result
+        cap.op_nodes[name] = tuple(group)
+        builder.ops.append(
+            Op(
+                name=name,
+                op_type=op_type,
+                module=module,
+                inputs=tuple(_ref(a.source, a.value) for a in inputs),
+                states=states,
+                outputs=tuple(outputs),
+                target=aten,
+            )
+        )
+
+    # module boundaries from the tags left by the hooks
+    bound: dict[str, tuple[list[str | None], list[str | None]]] = {
+        p: (list(i), list(o)) for p, (i, o) in builder.first_call.items()
+    }
+    for node in graph.nodes:
+        for path, kind, i in node.meta.pop(_BoundaryTagger.KEY, ()):
+            slots = bound[path][0 if kind == "in" else 1]
+            if i < len(slots):
+                slots[i] = src(node)
+    builder.first_call = {p: (tuple(i), tuple(o)) for p, (i, o) in bound.items()}
+
+    out_node = next(n for n in graph.nodes if n.op == "output")
+    out_by_name = {n.name: n for n in _flat_nodes(out_node.args[0]) if isinstance(n, torch.fx.Node)}
+    outputs: list[str | None] = []
+    for spec in sig.output_specs:
+        if spec.kind.name != "USER_OUTPUT":
+            continue
+        n = out_by_name.get(getattr(spec.arg, "name", None))
+        if n is not None and _is_tensor_node(n):
+            outputs.append(src(n))
+    cap.inventory = builder.inventory("graph", tuple(user_inputs), tuple(outputs))
+    cap.input_edges = {k: tuple(v) for k, v in cap.input_edges.items()}  # type: ignore[misc]
+    return cap
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+@dataclass
+class Capture:
+    """What capture found: the inventory, and in graph mode the exported program and node maps.
+
+    Graph-mode maps (all keyed by SPEC §2.2 addresses or op names):
+
+    * ``nodes``: op name → the fx node that yields the op's result in ``exported.graph``;
+    * ``op_nodes``: op name → all fx nodes of that torch-level call (several when export decomposed it);
+    * ``value_nodes``: address (``op:out<j>``, parameter fqn, ``:in<i>``) → the node holding that value;
+    * ``input_edges``: ``op:in<i>`` → ``(consumer node, input node)`` pairs: where that input enters
+      the op's nodes (the input node may be a pass-through of the source value);
+    * ``param_nodes``: parameter/buffer fqn → its placeholder.
+    """
+
+    inventory: Inventory
+    mode: str
+    exported: Any = None  # torch.export.ExportedProgram in graph mode
+    nodes: dict[str, torch.fx.Node] = field(default_factory=dict)
+    op_nodes: dict[str, tuple[torch.fx.Node, ...]] = field(default_factory=dict)
+    value_nodes: dict[str, torch.fx.Node] = field(default_factory=dict)
+    input_edges: dict[str, Any] = field(default_factory=dict)
+    param_nodes: dict[str, torch.fx.Node] = field(default_factory=dict)
+
+
+def _state_fingerprint(model: nn.Module) -> tuple[bool, dict[str, torch.Tensor]]:
+    return model.training, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def capture(model: nn.Module, example_inputs: Any, mode: Mode = "graph") -> Capture:
+    """Capture `model` on `example_inputs` (a tuple of positional args) in `mode`.
+
+    The model is not modified (parameters, buffers, training flag and hooks are as before).
+    Raises :class:`CaptureError` for a bad mode, bad inputs or a model export cannot trace.
+    """
+    if not isinstance(model, nn.Module):
+        raise CaptureError(f"expected a `torch.nn.Module`, got `{type(model).__name__}`")
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if not isinstance(example_inputs, (tuple, list)):
+        raise CaptureError(
+            f"example inputs must be a tuple of positional arguments, got `{type(example_inputs).__name__}`"
+        )
+    args = tuple(example_inputs)
+    if mode == "graph":
+        return _capture_graph(model, args)
+    if mode == "eager":
+        return _capture_eager(model, args)
+    raise CaptureError(f"unknown capture mode `{mode}`; expected `graph` or `eager`")

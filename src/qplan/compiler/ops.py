@@ -1,0 +1,333 @@
+"""The op table (SPEC §2.3): every op type qplan knows, as data. No other module spells op names.
+
+Each entry says, for one op type:
+
+* its **class**: ``compute`` (quantized by a module's ``op_*_spec``), ``value_preserving``
+  (likewise, and its quantized inputs and output share qparams), ``pass_through`` (never
+  quantized, transparent to the edge rule), ``known`` (quantized only when a config names it),
+  or ``ignore`` (creation and bookkeeping ops such as ``arange``/``zeros``: their output is not
+  tracked at all);
+* its **tensor inputs** by index and name (``linear``: 0=``input``; ``matmul``: 0=``input``,
+  1=``other``; ``cat``: the list elements, index i = i-th tensor of the list), and which inputs
+  carry integers (``embedding`` input 0 holds indices: never quantized as an activation);
+* its **states** (``weight``, ``bias``, ...): argument slots that normally hold parameters;
+* its **outputs** by name;
+* the weight-axis defaults of SPEC §2.5 for per-channel and per-block weight specs.
+
+Names seen at capture (torch function names, Tensor methods, dunder methods, aten overloads)
+normalise through :func:`normalize_op_type`: ``concat``→``cat``, ``__iadd__``→``add``,
+``aten.linear.default``→``linear``, ``torch.nn.functional.linear``→``linear``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "OpClass",
+    "OP_CLASSES",
+    "OpInfo",
+    "OP_TABLE",
+    "FUSABLE_ACTIVATIONS",
+    "BATCH_NORMS",
+    "ARG_ALIASES",
+    "normalize_op_type",
+    "op_info",
+    "is_known",
+    "op_class",
+    "suggest",
+    "op_types",
+]
+
+OpClass = Literal["compute", "value_preserving", "pass_through", "known", "ignore"]
+OP_CLASSES: tuple[str, ...] = ("compute", "value_preserving", "pass_through", "known", "ignore")
+
+
+class OpInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the op table."""
+
+    op_type: str
+    cls: OpClass
+    inputs: tuple[str, ...] = ("input",)  # tensor inputs, by index; "tensors" = a list (cat/stack)
+    states: tuple[str, ...] = ()  # argument slots holding parameters ("weight", "bias", ...)
+    outputs: tuple[str, ...] = ("output",)
+    int_inputs: frozenset[str] = frozenset()  # inputs holding integer tensors (never quantized)
+    per_channel_axis: int | None = None  # default weight axis for per_channel specs
+    per_block_axis: int | None = None  # default weight axis for per_block specs
+    list_input: bool = False  # input 0 is a list of tensors, each one input (cat, stack)
+
+    def input_index(self, key: str | int) -> int | None:
+        """The index of an input named `key` (or given as an index), None when absent."""
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            return int(key)
+        return self.inputs.index(key) if key in self.inputs else None
+
+
+def _row(op_type: str, cls: OpClass, **kw: object) -> OpInfo:
+    return OpInfo(op_type=op_type, cls=cls, **kw)  # type: ignore[arg-type]
+
+
+_W = ("weight", "bias")
+_LINEAR_AXES = {"per_channel_axis": 0, "per_block_axis": 1}
+_TRANSPOSED_AXES = {"per_channel_axis": 1, "per_block_axis": 0}
+_BINARY = ("input", "other")
+
+
+def _build() -> dict[str, OpInfo]:
+    rows: list[OpInfo] = [
+        # compute ops
+        _row("linear", "compute", states=_W, **_LINEAR_AXES),
+        *(_row(f"conv{d}d", "compute", states=_W, **_LINEAR_AXES) for d in (1, 2, 3)),
+        *(_row(f"conv_transpose{d}d", "compute", states=_W, **_TRANSPOSED_AXES) for d in (1, 2, 3)),
+        _row("embedding", "compute", states=("weight",), int_inputs=frozenset({"input"}), **_LINEAR_AXES),
+        _row("matmul", "compute", inputs=_BINARY),
+        _row("bmm", "compute", inputs=_BINARY),
+        _row("add", "compute", inputs=_BINARY),
+        _row("sub", "compute", inputs=_BINARY),
+        _row("mul", "compute", inputs=_BINARY),
+        # value-preserving ops
+        _row("cat", "value_preserving", inputs=("tensors",), list_input=True),
+        *(_row(f"{p}_pool{d}d", "value_preserving") for p in ("max", "avg") for d in (1, 2, 3)),
+        *(_row(f"adaptive_{p}_pool{d}d", "value_preserving") for p in ("max", "avg") for d in (1, 2, 3)),
+        _row("flatten", "value_preserving"),
+        _row("mean", "value_preserving"),
+        # known ops: activations
+        *(
+            _row(a, "known")
+            for a in (
+                "relu", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
+                "hardsigmoid", "hardtanh", "elu", "selu", "celu", "mish", "softplus", "glu",
+                "logsigmoid",
+            )
+        ),
+        _row("prelu", "known", states=("weight",)),
+        # known ops: normalisation and attention
+        _row("softmax", "known"),
+        _row("log_softmax", "known"),
+        _row("layer_norm", "known", states=_W),
+        _row("group_norm", "known", states=_W),
+        _row("rms_norm", "known", states=("weight",)),
+        _row("instance_norm", "known", states=("weight", "bias", "running_mean", "running_var")),
+        _row("batch_norm", "known", states=("weight", "bias", "running_mean", "running_var")),
+        _row(
+            "scaled_dot_product_attention",
+            "known",
+            inputs=("query", "key", "value", "attn_mask"),
+        ),
+        # known ops: arithmetic and reductions
+        _row("div", "known", inputs=_BINARY),
+        _row("pow", "known", inputs=("input", "exponent")),
+        *(
+            _row(u, "known")
+            for u in (
+                "rsqrt", "sqrt", "neg", "exp", "log", "abs", "sin", "cos", "erf", "reciprocal",
+                "square", "clamp", "sum", "amax", "amin", "var", "std", "cumsum", "tril", "triu",
+            )
+        ),
+        _row("addmm", "known", inputs=("input", "mat1", "mat2")),
+        _row("baddbmm", "known", inputs=("input", "batch1", "batch2")),
+        _row("where", "known", inputs=("condition", "input", "other"), int_inputs=frozenset({"condition"})),
+        _row("masked_fill", "known", inputs=("input", "mask"), int_inputs=frozenset({"mask"})),
+        _row("stack", "known", inputs=("tensors",), list_input=True),
+        # pass-through ops
+        *(
+            _row(p, "pass_through")
+            for p in (
+                "reshape", "view", "view_as", "reshape_as", "permute", "transpose", "t", "contiguous",
+                "clone", "detach", "alias", "dropout", "slice", "select", "unsqueeze", "squeeze",
+                "expand", "expand_as", "getitem", "chunk", "split", "split_with_sizes", "unbind",
+                "unflatten", "narrow", "movedim", "flip", "roll", "repeat", "repeat_interleave",
+                "index_select", "gather", "to", "type", "type_as", "float", "half", "bfloat16",
+                "double", "identity", "unfold", "tile", "broadcast_to", "numpy_T", "mT", "mH",
+                "index", "feature_dropout", "alpha_dropout", "requires_grad_", "data", "getattr", "long",
+                "int", "bool", "short", "byte", "char", "cpu", "cuda",
+            )
+        ),
+        # ignored: creation, bookkeeping, in-place writes into views
+        *(
+            _row(i, "ignore", inputs=())
+            for i in (
+                "arange", "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like",
+                "empty_like", "rand", "randn", "rand_like", "randn_like", "tensor", "as_tensor",
+                "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "lift_fresh_copy",
+                "lift_fresh", "scalar_tensor", "setitem", "copy_", "_assert_tensor_metadata",
+                "sym_size", "sym_numel", "sym_stride", "_assert_scalar", "linspace", "eye",
+            )
+        ),
+    ]
+    return {r.op_type: r for r in rows}
+
+
+OP_TABLE: Mapping[str, OpInfo] = _build()
+
+FUSABLE_ACTIVATIONS: tuple[str, ...] = (
+    "relu", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+    "hardtanh", "elu",
+)  # fmt: skip
+BATCH_NORMS: tuple[str, ...] = ("batch_norm",)
+
+# Argument names seen in torch/aten signatures -> the table's input/state names.
+ARG_ALIASES: Mapping[str, str] = {"self": "input", "indices": "input"}
+
+_ALIASES: dict[str, str] = {
+    "concat": "cat",
+    "concatenate": "cat",
+    "@": "matmul",
+    "__matmul__": "matmul",
+    "__rmatmul__": "matmul",
+    "mm": "matmul",
+    "multiply": "mul",
+    "subtract": "sub",
+    "divide": "div",
+    "true_divide": "div",
+    "__truediv__": "div",
+    "__rtruediv__": "div",
+    "__itruediv__": "div",
+    "__rdiv__": "div",
+    "__div__": "div",
+    "__idiv__": "div",
+    "rsub": "sub",
+    "__pow__": "pow",
+    "__rpow__": "pow",
+    "__ipow__": "pow",
+    "float_power": "pow",
+    "__neg__": "neg",
+    "negative": "neg",
+    "__getitem__": "getitem",
+    "__abs__": "abs",
+    "absolute": "abs",
+    "clip": "clamp",
+    "clamp_min": "clamp",
+    "clamp_max": "clamp",
+    "hardtanh_": "hardtanh",
+    "silu_": "silu",
+    "swish": "silu",
+    "relu_": "relu",
+    "T": "numpy_T",
+    "H": "numpy_T",
+    "_unsafe_view": "view",
+    "unsafe_split": "split",
+    "unsafe_chunk": "chunk",
+    "dropout1d": "dropout",
+    "dropout2d": "dropout",
+    "dropout3d": "dropout",
+    "native_dropout": "dropout",
+    "native_layer_norm": "layer_norm",
+    "native_batch_norm": "batch_norm",
+    "_native_batch_norm_legit": "batch_norm",
+    "_native_batch_norm_legit_no_training": "batch_norm",
+    "native_group_norm": "group_norm",
+    "_softmax": "softmax",
+    "_log_softmax": "log_softmax",
+    "special_softmax": "softmax",
+    "max_pool2d_with_indices": "max_pool2d",
+    "max_pool1d_with_indices": "max_pool1d",
+    "max_pool3d_with_indices": "max_pool3d",
+    "_adaptive_avg_pool2d": "adaptive_avg_pool2d",
+    "_adaptive_avg_pool3d": "adaptive_avg_pool3d",
+    "_to_copy": "to",
+    "to_copy": "to",
+}
+# in-place and dunder spellings of the binary ops: add_, __add__, __iadd__, iadd, __radd__ -> add
+for _op in ("add", "sub", "mul", "div"):
+    for _form in (f"{_op}_", f"__{_op}__", f"__i{_op}__", f"i{_op}", f"__r{_op}__"):
+        _ALIASES.setdefault(_form, _op)
+_ALIASES["__rsub__"] = "sub"
+_ALIASES["__isub__"] = "sub"
+
+_PREFIXES = (
+    "torch.nn.functional.",
+    "torch.Tensor.",
+    "torch._C._TensorBase.",
+    "torch._C.TensorBase.",
+    "torch._C._nn.",
+    "torch._C._VariableFunctions.",
+    "torch.special.",
+    "torch.linalg.",
+    "torch.ops.aten.",
+    "aten.",
+    "torch.",
+    "F.",
+    "Tensor.",
+)
+
+
+def normalize_op_type(name: str | None) -> str | None:
+    """The short op type for any spelling capture or a config may use, or None for ``None``/``""``.
+
+    Unknown names come back in their short form (``torch.cumprod`` → ``cumprod``), so
+    ``is_known(normalize_op_type(x))`` tells whether the table has them.
+
+    >>> normalize_op_type("aten.linear.default"), normalize_op_type("__iadd__"), normalize_op_type("concat")
+    ('linear', 'add', 'cat')
+    """
+    if not name:
+        return None
+    n = name.strip()
+    if n in OP_TABLE:
+        return n
+    if n in _ALIASES:
+        return _ALIASES[n]
+    for prefix in _PREFIXES:
+        if n.startswith(prefix):
+            n = n[len(prefix) :]
+            break
+    if n.startswith(("aten.", "ops.aten.")):
+        n = n.split("aten.", 1)[1]
+    # property getters (`x.T`, `x.data`) seen as "T.__get__" or a bare "__get__"
+    if n == "__get__" or n.endswith(".__get__"):
+        return "getattr"
+    # aten overload: "linear.default", "add.Tensor", "softmax.int"
+    if "." in n:
+        n = n.split(".", 1)[0]
+    if n in OP_TABLE:
+        return n
+    if n in _ALIASES:
+        return _ALIASES[n]
+    # in-place variants not listed explicitly: "gelu_" -> "gelu"
+    if n.endswith("_") and not n.startswith("_") and n[:-1] in OP_TABLE:
+        return n[:-1]
+    return n
+
+
+def op_info(op_type: str) -> OpInfo:
+    """The table row of `op_type` (any spelling); ``KeyError`` with a did-you-mean when unknown."""
+    key = normalize_op_type(op_type)
+    if key is None or key not in OP_TABLE:
+        hint = suggest(op_type)
+        raise KeyError(f"unknown op type `{op_type}`" + (f"; {hint}" if hint else ""))
+    return OP_TABLE[key]
+
+
+def is_known(op_type: str | None) -> bool:
+    """True when `op_type` (any spelling) is in the op table."""
+    key = normalize_op_type(op_type)
+    return key is not None and key in OP_TABLE
+
+
+def op_class(op_type: str | None) -> str | None:
+    """The class of `op_type`, or None when it is not in the table (never quantized at op level)."""
+    key = normalize_op_type(op_type)
+    return OP_TABLE[key].cls if key in OP_TABLE else None
+
+
+def op_types(*classes: str) -> tuple[str, ...]:
+    """All op types of the given classes (all when none given), in table order."""
+    return tuple(k for k, v in OP_TABLE.items() if not classes or v.cls in classes)
+
+
+def suggest(name: str, choices: Iterable[str] | None = None) -> str | None:
+    """``"did you mean `softmax`?"`` for a misspelled op type, or None when nothing is close."""
+    pool = list(choices) if choices is not None else [k for k, v in OP_TABLE.items() if v.cls != "ignore"]
+    lowered = {c.lower(): c for c in pool}
+    word = str(name).lower()
+    if word in lowered and lowered[word] != name:
+        return f"did you mean `{lowered[word]}`?"
+    match = difflib.get_close_matches(word, list(lowered), n=1, cutoff=0.6)
+    if not match or lowered[match[0]] == name:
+        return None
+    return f"did you mean `{lowered[match[0]]}`?"

@@ -1,0 +1,254 @@
+"""Capture: both modes give the same op inventory, the model is never modified (SPEC §2.1-2.2)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qplan import models
+from qplan.compiler.capture import CaptureError, EagerOpNamer, capture
+
+
+def comparable(inv):
+    d = msgspec.to_builtins(inv)
+    d.pop("mode")
+    for op in d["ops"]:
+        op.pop("target", None)
+    return d
+
+
+def snapshot(model):
+    return model.training, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_unchanged(model, snap):
+    training, state = snap
+    assert model.training == training
+    now = model.state_dict()
+    assert now.keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(now[k], v), k
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+def both(model, args):
+    """Capture in both modes, check lint, equality and that the model is unchanged."""
+    snap = snapshot(model)
+    g = capture(model, args, "graph")
+    assert_unchanged(model, snap)
+    e = capture(model, args, "eager")
+    assert_unchanged(model, snap)
+    g.inventory.lint()
+    e.inventory.lint()
+    assert g.inventory.mode == "graph" and e.inventory.mode == "eager"
+    dg, de = comparable(g.inventory), comparable(e.inventory)
+    if dg != de:  # a readable failure: the first differing op or module
+        for a, b in zip(dg["ops"], de["ops"]):
+            assert a == b
+        for a, b in zip(dg["modules"], de["modules"]):
+            assert a == b
+    assert dg == de
+    return g, e
+
+
+def ops_by_name(inv):
+    return {op.name: op for op in inv.ops}
+
+
+# ---------------------------------------------------------------- bundled models
+
+
+def test_mlp():
+    model, args = models.mlp()
+    g, _ = both(model, args)
+    inv = g.inventory
+    assert [op.name for op in inv.ops] == [
+        "layers.0.linear", "layers.1.relu", "layers.2.linear", "layers.3.relu",
+        "layers.4.linear", "layers.5.relu", "layers.6.linear",
+    ]  # fmt: skip
+    first = inv.ops[0]
+    assert first.inputs[0].source == ":in0" and first.inputs[0].shape == (8, 16)
+    assert first.states == {"weight": "layers.0.weight", "bias": "layers.0.bias"}
+    assert inv.ops[1].inputs[0].source == "layers.0.linear:out0"
+    assert inv.outputs == ("layers.6.linear:out0",)
+    assert inv.parameters["layers.0.weight"].shape == (64, 16)
+
+
+def test_cnn_fusable_chain_and_flatten():
+    model, args = models.cnn()
+    g, _ = both(model, args)
+    types = [(op.name, op.op_type) for op in g.inventory.ops]
+    assert types == [
+        ("conv1.conv2d", "conv2d"), ("bn1.batch_norm", "batch_norm"), ("relu1.relu", "relu"),
+        ("conv2.conv2d", "conv2d"), ("bn2.batch_norm", "batch_norm"), ("relu2.relu", "relu"),
+        ("pool.max_pool2d", "max_pool2d"), ("flatten.flatten", "flatten"), ("fc.linear", "linear"),
+    ]  # fmt: skip
+    bn = ops_by_name(g.inventory)["bn1.batch_norm"]
+    assert bn.states == {
+        "weight": "bn1.weight", "bias": "bn1.bias",
+        "running_mean": "bn1.running_mean", "running_var": "bn1.running_var",
+    }  # fmt: skip
+    assert [i.source for i in bn.inputs] == ["conv1.conv2d:out0"]
+
+
+def test_cnn_in_training_mode_is_captured_as_is_and_unchanged():
+    model, args = models.cnn()
+    model.train()
+    g, e = both(model, args)
+    assert model.training
+    assert "bn1.batch_norm" in ops_by_name(e.inventory)
+
+
+def test_transformer_tied_weights_and_attention():
+    model, args = models.transformer()
+    g, _ = both(model, args)
+    ops = ops_by_name(g.inventory)
+    assert ops["embed.embedding"].states == {"weight": "embed.weight"}
+    assert ops["embed.embedding"].inputs[0].dtype == "int64"
+    assert ops["head.linear"].states == {"weight": "embed.weight"}  # tied: one fqn
+    assert "head.weight" not in g.inventory.parameters
+    assert [i.source for i in ops["blocks.0.attn.matmul"].inputs] == [
+        "blocks.0.attn.q_proj.linear:out0", "blocks.0.attn.k_proj.linear:out0",
+    ]  # seen through view/transpose  # fmt: skip
+    assert [i.source for i in ops["blocks.0.add_1"].inputs] == ["blocks.0.add:out0", "blocks.0.fc2.linear:out0"]
+    # a buffer read by a generic op: an input by fqn and a state named after the attribute
+    assert ops["blocks.0.attn.add"].states == {"mask": "mask"}
+    assert ops["blocks.0.attn.add"].inputs[1].source == "mask"
+    mods = {m.path: m for m in g.inventory.modules}
+    assert mods["blocks.0.attn"].inputs == ("blocks.0.ln1.layer_norm:out0", "mask")
+    assert mods["blocks.0.attn"].outputs == ("blocks.0.attn.o_proj.linear:out0",)
+    assert mods["head"].states == {"weight": "embed.weight"}
+    assert not mods["blocks"].called
+
+
+# ---------------------------------------------------------------- constructs
+
+
+class TwiceSub(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.scale = nn.Parameter(torch.full((8,), 0.5))
+
+    def forward(self, x):
+        return self.fc(x) * self.scale
+
+
+class Twice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.sub = TwiceSub()
+
+    def forward(self, x):
+        return self.sub(self.sub(x))
+
+
+def test_module_called_twice_continues_counters():
+    g, _ = both(Twice(), (torch.randn(2, 8),))
+    names = [op.name for op in g.inventory.ops]
+    assert names == ["sub.fc.linear", "sub.mul", "sub.fc.linear_1", "sub.mul_1"]
+    ops = ops_by_name(g.inventory)
+    assert ops["sub.mul_1"].states == {"scale": "sub.scale"}
+    assert [i.source for i in ops["sub.mul_1"].inputs] == ["sub.fc.linear_1:out0", "sub.scale"]
+    mods = {m.path: m for m in g.inventory.modules}
+    assert mods["sub"].inputs == (":in0",) and mods["sub"].outputs == ("sub.mul:out0",)  # first call
+
+
+class CatInplace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.b(x)], dim=-1)
+        y = y.view(2, 8)
+        y.add_(1.0)
+        y += x.repeat(1, 2)
+        z = F.relu(y)  # functional op in the root module
+        return z.T.contiguous(), 2 / z
+
+
+def test_cat_inplace_add_and_root_functional():
+    g, e = both(CatInplace(), (torch.randn(2, 4),))
+    ops = ops_by_name(g.inventory)
+    assert [i.source for i in ops["cat"].inputs] == ["a.linear:out0", "b.linear:out0"]
+    assert [i.source for i in ops["add"].inputs] == ["cat:out0"]  # y.add_(1.0): the scalar is not an input
+    assert [i.source for i in ops["add_1"].inputs] == ["add:out0", ":in0"]  # `+=` reads the in-place result
+    assert ops["relu"].module == "" and ops["relu"].inputs[0].source == "add_1:out0"
+    assert ops["div"].inputs[0].source == "relu:out0"  # `2 / z` is decomposed by export, one op here
+    assert g.inventory.outputs == ("relu:out0", "div:out0")
+
+
+def test_eager_capture_does_not_mutate_inputs():
+    x = torch.randn(2, 4)
+    before = x.clone()
+    capture(CatInplace(), (x,), "eager")
+    assert torch.equal(x, before)
+
+
+def test_graph_maps_names_to_nodes():
+    model, args = models.mlp(n_layers=2, width=8)
+    g = capture(model, args, "graph")
+    node = g.nodes["layers.0.linear"]
+    assert node in g.exported.graph.nodes and "linear" in str(node.target)
+    assert g.value_nodes["layers.0.linear:out0"] is node
+    assert g.param_nodes["layers.0.weight"].op == "placeholder"
+    assert g.value_nodes[":in0"].op == "placeholder"
+    ((consumer, arg),) = g.input_edges["layers.1.relu:in0"]
+    assert consumer is g.nodes["layers.1.relu"] and arg is node
+
+
+def test_eager_namer_session_names_calls_like_capture():
+    model, args = models.transformer()
+    seen = []
+
+    class Spy(EagerOpNamer):
+        def intercept(self, call, func, a, kw):
+            if call.name is not None:
+                seen.append((call.name, tuple(s.source for s in call.inputs)))
+            return super().intercept(call, func, a, kw)
+
+    namer = Spy(model)
+    for _ in range(2):  # a second session starts from fresh counters
+        seen.clear()
+        with torch.no_grad(), namer.session(args):
+            model(*args)
+    expected = [(op.name, tuple(i.source for i in op.inputs)) for op in capture(model, args, "eager").inventory.ops]
+    assert seen == expected
+
+
+class CatTwo(nn.Module):
+    def forward(self, x, y):
+        return torch.cat([x, y], dim=0)
+
+
+def test_replace_inputs_rewrites_args_and_lists():
+    class Zero(EagerOpNamer):
+        def intercept(self, call, func, a, kw):
+            if call.op_type in ("linear", "cat"):
+                a, kw = call.replace_inputs(a, kw, {call.inputs[-1].index: torch.zeros_like(call.inputs[-1].tensor)})
+            return func(*a, **kw)
+
+    model, args = models.mlp(n_layers=2, width=8)
+    with torch.no_grad(), Zero(model).session(args):
+        out = model(*args)
+    assert torch.equal(out, model.layers[2].bias.detach().expand(8, -1))  # every linear read zeros
+    x, y, cat = torch.ones(2, 3), torch.ones(2, 3), CatTwo()
+    with torch.no_grad(), Zero(cat).session((x, y)):
+        out = cat(x, y)
+    assert out[:2].eq(1).all() and out[2:].eq(0).all()  # list element 1 replaced
+
+
+def test_bad_arguments_are_clear_errors():
+    model, args = models.mlp(n_layers=2, width=8)
+    with pytest.raises(CaptureError, match="unknown capture mode `pt3`"):
+        capture(model, args, "pt3")
+    with pytest.raises(CaptureError, match="torch.nn.Module"):
+        capture(object(), args)
+    with pytest.raises(CaptureError, match="tuple of positional"):
+        capture(model, {"x": args[0]})
