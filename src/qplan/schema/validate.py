@@ -21,7 +21,7 @@ import msgspec.inspect as mi
 from qplan.diagnostics import Diagnostic, Span
 from qplan.schema import types as T
 from qplan.schema.paths import config_path
-from qplan.schema.yamldoc import INVALID, ParsedDocument
+from qplan.schema.yamldoc import INVALID, ParsedDocument, norm_path
 from qplan.suggest import did_you_mean
 
 __all__ = ["TOP_LEVEL_KEYS", "TENSOR_KEY_PATTERN", "MODULE_TYPE_PATTERN", "validate_document"]
@@ -78,6 +78,7 @@ class _Walker:
         if p is None:
             return None
         first, second = (p.key_spans, p.value_spans) if at == "key" else (p.value_spans, p.key_spans)
+        path = norm_path(path)
         while True:
             span = first.get(path) or second.get(path)
             if span is not None or not path:
@@ -98,7 +99,7 @@ class _Walker:
         ))
 
     def is_empty(self, path: Path) -> bool:
-        return self.parsed is not None and path in self.parsed.empty
+        return self.parsed is not None and norm_path(path) in self.parsed.empty
 
     def found(self, value: Any, path: Path) -> str:
         if value is None:
@@ -275,21 +276,20 @@ class _Walker:
         if key in TENSOR_DICT_FIELDS:
             return self.tensor_dict(value, t, path)
         before = self.errors
-        if isinstance(value, dict) and key in REGEX_KEY_FIELDS:
-            for pattern in value:
+        keys = [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)] if isinstance(value, dict) else []
+        if key in REGEX_KEY_FIELDS:
+            for pattern in keys:
                 try:
                     T._check_regex(pattern, REGEX_KEY_FIELDS[key])
-                except (ValueError, TypeError) as e:
-                    if isinstance(pattern, str):
-                        self.report("invalid-regex", str(e), (*path, pattern), at="key")
-        elif isinstance(value, dict) and key == "module_type_configs":
-            for name in value:
+                except ValueError as e:
+                    self.report("invalid-regex", str(e), (*path, pattern), at="key")
+        elif key == "module_type_configs":
+            for name in keys:
                 try:
                     T._type_key(name)
                 except ValueError as e:
-                    if isinstance(name, str):
-                        self.report("invalid-key", str(e), (*path, name), at="key",
-                                    help="use a class name (`Linear`) or an import path (`torch.nn.Linear`)")
+                    self.report("invalid-key", str(e), (*path, name), at="key",
+                                help="use a class name (`Linear`) or an import path (`torch.nn.Linear`)")
         clean = self.check(value, t, path)
         return INVALID if self.errors != before else clean
 
@@ -322,9 +322,10 @@ class _Walker:
         before = self.errors
         clean = {}
         for key, v in value.items():
-            if not isinstance(key, str):
-                self.report("invalid-key", f"key `{key}` must be a string", (*path, key), at="key",
-                            help=f'quote it: `"{key}"`')
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)  # YAML `0:`; JSON (and the schema) only has string keys
+            elif not isinstance(key, str):
+                self.report("invalid-key", f"key `{key!r}` must be a string", (*path, key), at="key")
             clean[key] = self.check(v, t.value_type, (*path, key))
         return INVALID if self.errors != before else clean
 

@@ -18,7 +18,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from qplan.diagnostics import ConfigError, Diagnostic, Span
 
-__all__ = ["MAX_NODES", "ParsedDocument", "parse_document", "INVALID"]
+__all__ = ["MAX_NODES", "ParsedDocument", "parse_document", "norm_path", "INVALID"]
 
 MAX_NODES = 100_000
 """Upper bound on the number of nodes after alias expansion."""
@@ -39,8 +39,14 @@ INVALID = _Invalid()
 Path = tuple[Any, ...]
 
 
+def norm_path(path: tuple) -> tuple:
+    """Paths are stored with integer keys as strings (`0` and `"0"` are one tensor key)."""
+    return tuple(str(p) if isinstance(p, int) and not isinstance(p, bool) else p for p in path)
+
+
 class ParsedDocument:
-    """Plain values plus, per path (a tuple of keys), the key span, the value span and emptiness."""
+    """Plain values plus, per path (a tuple of keys, see `norm_path`), the key span, the value
+    span and whether the value was left empty."""
 
     def __init__(self, value: Any, name: str):
         self.value = value
@@ -128,7 +134,7 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             self.fail(node, f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)", "alias-bomb")
-        self.doc.value_spans[path] = _span(self.name, node.start_mark, node.end_mark)
+        self.doc.value_spans[norm_path(path)] = _span(self.name, node.start_mark, node.end_mark)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
         if id(node) in self.active:
@@ -160,7 +166,7 @@ class _Builder:
         try:
             if tag == f"{_YAML}null":
                 if text == "" and node.style is None:
-                    self.doc.empty.add(path)
+                    self.doc.empty.add(norm_path(path))
                 return None
             if tag == f"{_YAML}bool":
                 return text.lower() == "true"
@@ -188,7 +194,7 @@ class _Builder:
             if key in out:
                 self.fail(key_node, f"duplicate key `{key}`", "duplicate-key", fatal=False)
                 continue
-            self.doc.key_spans[(*path, key)] = _span(self.name, key_node.start_mark, value_node.end_mark)
+            self.doc.key_spans[norm_path((*path, key))] = _span(self.name, key_node.start_mark, value_node.end_mark)
             out[key] = self.build(value_node, (*path, key))
         if not merged:
             return out
@@ -198,14 +204,14 @@ class _Builder:
 
     def merge(self, node: Node, path: Path, merged: dict) -> None:
         sources = node.value if isinstance(node, SequenceNode) else [node]
-        own_span = self.doc.value_spans[path]
+        own_span = self.doc.value_spans[norm_path(path)]
         for source in sources:
             if not isinstance(source, MappingNode):
                 self.fail(source, "a `<<` merge key needs a mapping or a list of mappings", "invalid-type", fatal=False)
                 continue
             for key, value in self.build(source, path).items():
                 merged.setdefault(key, value)
-        self.doc.value_spans[path] = own_span
+        self.doc.value_spans[norm_path(path)] = own_span
 
     def key(self, node: Node) -> Any:
         if isinstance(node, ScalarNode):
