@@ -1,144 +1,188 @@
 """Graph mode: insert a plan's fake-quants into the GraphModule of a ``torch.export`` capture.
 
-One ``call_module`` node per plan entry, placed right after the value it fake-quantizes
-(an op output, the ``get_attr`` of a parameter, or a model input placeholder); each reader edge is
-rewired through it with ``Node.replace_input_with``. Pass-through ops between the value and a
-reader (view, reshape, ...) are copied onto the fake-quantized value with ``Graph.node_copy`` so
-that readers outside the plan keep reading float. Entries of one qparams group share one module
-instance, registered under each entry's name.
+The prepared model is ``capture.exported.module()`` edited through fx's API only. One
+``call_module`` node per plan entry is placed right after the value it fake-quantizes (an op
+output, the ``get_attr`` of a parameter, or a model input placeholder), and each reader edge is
+rewired through it (``Node.replace_input_with`` / ``Node.update_arg``). The capture's
+``input_edges`` say where each op input enters the graph; when a reader reads the value through
+pass-through nodes (view, reshape, getitem of a split, ...), those nodes are copied onto the
+fake-quantized value with ``Graph.node_copy`` so that readers outside the plan keep reading float.
+Entries of one qparams group share one module instance, registered under each entry's name.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
+from typing import Any
 
 from torch import fx, nn
 
-from qplan.compiler.inventory import Inventory
 from qplan.runtime.match import EntryPlacement, PlanMismatchError
 
-__all__ = ["insert_fake_quants"]
+__all__ = ["insert_fake_quants", "fake_quant_nodes", "ENTRY_META"]
 
-
-def _flat_outputs(out_node: fx.Node) -> list:
-    (vals,) = out_node.args
-    return list(vals) if isinstance(vals, (tuple, list)) else [vals]
+ENTRY_META = "qplan_entry"  # node.meta key holding the plan entry id of a fake-quant node
 
 
 class _Graph:
-    def __init__(self, gm: fx.GraphModule, op_nodes: Mapping[str, str], inv: Inventory):
+    """Maps the capture's (exported-program) nodes and addresses onto the unlifted GraphModule."""
+
+    def __init__(self, gm: fx.GraphModule, cap: Any):
         self.gm = gm
         self.graph = gm.graph
+        self.cap = cap
         self.by_name = {n.name: n for n in self.graph.nodes}
-        self.op_nodes = op_nodes  # op name -> node name
-        self.inv_ops = {op.name: op for op in inv.ops}
+        sig = cap.exported.graph_signature
+        self.ep_attr: dict[str, str] = {
+            **sig.inputs_to_parameters,
+            **sig.inputs_to_buffers,
+            **getattr(sig, "inputs_to_lifted_tensor_constants", {}),
+        }
+        self.ep_user = {name: i for i, name in enumerate(sig.user_inputs)}
         self.placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
         self.output = next(n for n in reversed(self.graph.nodes) if n.op == "output")
-        self.attrs: dict[str, list[fx.Node]] = {}
+        self.attrs: dict[str, fx.Node] = {}
         for n in self.graph.nodes:
             if n.op == "get_attr":
-                self.attrs.setdefault(str(n.target), []).append(n)
+                self.attrs.setdefault(str(n.target), n)
 
-    def op_node(self, op: str) -> fx.Node:
-        name = self.op_nodes.get(op)
-        node = self.by_name.get(name) if name is not None else None
-        if node is None:
-            raise PlanMismatchError(f"op `{op}` has no node in the exported graph")
-        return node
+    def node(self, ep_node: fx.Node) -> fx.Node:
+        """The GraphModule node of an exported-program node."""
+        fqn = self.ep_attr.get(ep_node.name)
+        if fqn is not None:
+            n = self.attrs.get(fqn)
+        elif ep_node.name in self.ep_user:
+            n = self.placeholders[self.ep_user[ep_node.name]]
+        else:
+            n = self.by_name.get(ep_node.name)
+        if n is None:
+            raise PlanMismatchError(f"node `{ep_node.name}` of the capture is not in the prepared graph")
+        return n
 
-    def value(self, address: str | None) -> fx.Node:
-        """The node holding the value at ``address`` (op output, parameter, model input)."""
-        if address is None:
-            raise PlanMismatchError("a plan edge reads an untracked value")
-        op, sep, tail = address.rpartition(":")
-        if not sep:
-            nodes = self.attrs.get(address)
-            if not nodes:
-                raise PlanMismatchError(f"parameter `{address}` is not read in the exported graph")
-            return nodes[0]
-        if op == "":
-            return self.placeholders[int(tail[2:])]
-        node = self.op_node(op)
-        j = int(tail[3:])
-        getitems = [u for u in node.users if u.op == "call_function" and u.target is operator.getitem]
-        if getitems:
-            for u in getitems:
-                if u.args[1] == j:
-                    return u
+    def value(self, address: str) -> fx.Node:
+        ep_node = self.cap.value_nodes.get(address)
+        if ep_node is None:
             raise PlanMismatchError(f"`{address}` has no node in the exported graph")
-        if j != 0:
-            raise PlanMismatchError(f"`{address}`: op `{op}` has a single output")
-        return node
+        return self.node(ep_node)
 
 
-def _replace_occurrence(node: fx.Node, old: fx.Node, new: fx.Node, k: int) -> None:
-    """Replace the ``k``-th occurrence of ``old`` among ``node``'s inputs (args then kwargs, flattened)."""
+def _leaves(node: fx.Node) -> list[Any]:
+    out: list[Any] = []
+    fx.node.map_aggregate((node.args, node.kwargs), lambda a: out.append(a))
+    return out
+
+
+def _positions(node: fx.Node, old: fx.Node) -> list[int]:
+    """Flat positions (args then kwargs) where ``node`` reads ``old``."""
+    return [i for i, a in enumerate(_leaves(node)) if a is old]
+
+
+def _replace_at(node: fx.Node, pos: int, new: fx.Node) -> None:
+    """Make ``node`` read ``new`` at flat argument position ``pos``."""
     count = -1
 
-    def sub(a):
+    def sub(a: Any) -> Any:
         nonlocal count
-        if a is old:
-            count += 1
-            if count == k:
-                return new
-        return a
+        count += 1
+        return new if count == pos else a
 
-    node.args = fx.node.map_aggregate(node.args, sub)
-    node.kwargs = fx.node.map_aggregate(node.kwargs, sub)
+    for i, a in enumerate(node.args):
+        b = fx.node.map_aggregate(a, sub)
+        if b is not a and b != a:
+            node.update_arg(i, b)
+    for key, a in node.kwargs.items():
+        b = fx.node.map_aggregate(a, sub)
+        if b is not a and b != a:
+            node.update_kwarg(key, b)
+
+
+def _path(start: fx.Node, src: fx.Node, where: str) -> list[fx.Node]:
+    """Nodes from just after ``src`` to ``start``, following each node's first argument."""
+    path: list[fx.Node] = []
+    cur = start
+    while cur is not src:
+        path.append(cur)
+        first = cur.args[0] if cur.args else None
+        if not isinstance(first, fx.Node) or len(path) > 256:
+            raise PlanMismatchError(f"`{where}` does not read the plan's source through pass-through ops")
+        cur = first
+    path.reverse()
+    return path
+
+
+def _through(graph: fx.Graph, fq: fx.Node, src: fx.Node, path: list[fx.Node], copies: dict[fx.Node, fx.Node]) -> fx.Node:
+    """Copy the pass-through ``path`` onto the fake-quantized value (each node once per entry)."""
+    prev_orig, prev_new = src, fq
+    for orig in path:
+        new = copies.get(orig)
+        if new is None:
+            with graph.inserting_after(orig):
+                new = graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
+            copies[orig] = new
+        prev_orig, prev_new = orig, new
+    return prev_new
 
 
 def insert_fake_quants(
-    gm: fx.GraphModule,
-    placements: list[EntryPlacement],
-    modules: Mapping[str, nn.Module],
-    op_nodes: Mapping[str, str],
-    inv: Inventory,
+    gm: fx.GraphModule, placements: list[EntryPlacement], modules: Mapping[str, nn.Module], cap: Any
 ) -> fx.GraphModule:
-    """Edit ``gm`` in place and return it; ``modules`` maps placement names to fake-quant modules."""
-    g = _Graph(gm, op_nodes, inv)
+    """Edit ``gm`` (``cap.exported.module()``) in place and return it.
+
+    ``modules`` maps placement names to fake-quant modules; ``cap`` is the graph-mode
+    :class:`~qplan.compiler.capture.Capture` the placements were resolved against.
+    """
+    g = _Graph(gm, cap)
     graph = g.graph
     last_placeholder = g.placeholders[-1] if g.placeholders else None
+    # op input address -> (consumer, input node, flat argument position); the k-th input of an op
+    # that enters a consumer from one node takes that node's k-th position in the consumer
+    edge_at: dict[str, list[tuple[fx.Node, fx.Node, int]]] = {}
+    seen: dict[tuple[fx.Node, fx.Node], int] = {}
+    for addr, edges in cap.input_edges.items():
+        for consumer, inp in edges:
+            c, n = g.node(consumer), g.node(inp)
+            k = seen.get((c, n), 0)
+            seen[(c, n)] = k + 1
+            pos = _positions(c, n)
+            edge_at.setdefault(addr, []).append((c, n, pos[min(k, len(pos) - 1)]))
     for p in placements:
         gm.add_submodule(p.name, modules[p.name])
-    copied: list[fx.Node] = []
+    copied: set[fx.Node] = set()
     for p in placements:
-        src = p.entry.source
-        src_node = g.value(src)
-        after = last_placeholder if src_node.op == "placeholder" else src_node
+        src = g.value(p.entry.source)
+        after = last_placeholder if src.op == "placeholder" else src
         with graph.inserting_after(after):
-            fq = graph.call_module(p.name, (src_node,))
-        fq.meta = dict(src_node.meta)
-        fq.meta.pop("nn_module_stack", None)
-        fq.meta["qplan_entry"] = p.entry.id
-        copies: dict[str, fx.Node] = {}  # pass-through node name -> copy reading the fake-quantized value
-        for i, r in enumerate(p.readers):
+            fq = graph.call_module(p.name, (src,))
+        fq.meta = {k: v for k, v in src.meta.items() if k in ("val", "tensor_meta")}
+        fq.meta[ENTRY_META] = p.entry.id
+        copies: dict[fx.Node, fx.Node] = {}
+        for r, address in zip(p.readers, p.entry.readers, strict=True):
             if r.kind == "state":
-                consumer = g.op_node(r.op)
-                olds = [a for a in consumer.all_input_nodes if a.op == "get_attr" and a.target == src]
-                if not olds:
-                    raise PlanMismatchError(f"`{r.op}` does not read `{src}` in the exported graph")
-                for old in olds:
-                    consumer.replace_input_with(old, fq)
-                continue
-            new = _through_chain(g, fq, src_node, p.chains[i], copies)
-            old = g.value(inv.outputs[r.index]) if r.kind == "output" else None
-            if r.kind == "output":
-                vals = _flat_outputs(g.output)
-                if vals[r.index] is not old:
-                    raise PlanMismatchError(f"model output {r.index} is not `{inv.outputs[r.index]}` in the graph")
-                _replace_occurrence(g.output, old, new, sum(1 for v in vals[: r.index] if v is old))
-                continue
-            consumer = g.op_node(r.op)
-            op = g.inv_ops[r.op]
-            read_from = op.inputs[r.index].source
-            old = g.value(read_from)
-            same = [k for k, t in enumerate(op.inputs) if t.source == read_from]
-            _replace_occurrence(consumer, old, new, same.index(r.index))
-        copied.extend(g.by_name[name] for name in copies)
-    # originals of copied pass-through ops left without users are erased, last first
+                users = [g.node(n) for n in cap.op_nodes.get(r.op, ())]
+                hit = False
+                for consumer in users:
+                    if src in consumer.all_input_nodes:
+                        consumer.replace_input_with(src, fq)
+                        hit = True
+                if not hit:
+                    raise PlanMismatchError(f"`{r.op}` does not read `{p.entry.source}` in the exported graph")
+            elif r.kind == "output":
+                leaves = _leaves(g.output)
+                pos = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
+                old = leaves[pos]
+                new = fq if old is src else _through(graph, fq, src, _path(old, src, address), copies)
+                _replace_at(g.output, pos, new)
+            else:
+                edges = edge_at.get(address)
+                if not edges:
+                    raise PlanMismatchError(f"`{address}` has no edge in the exported graph")
+                for consumer, inp, pos in edges:
+                    new = fq if inp is src else _through(graph, fq, src, _path(inp, src, address), copies)
+                    _replace_at(consumer, pos, new)
+        copied.update(copies)
+    # originals of copied pass-through nodes left without users are erased, last first
     order = {n: k for k, n in enumerate(graph.nodes)}
-    for orig in sorted(set(copied), key=order.__getitem__, reverse=True):
+    for orig in sorted(copied, key=order.__getitem__, reverse=True):
         if not orig.users:
             graph.erase_node(orig)
     graph.lint()
@@ -146,29 +190,6 @@ def insert_fake_quants(
     return gm
 
 
-def _through_chain(
-    g: _Graph, fq: fx.Node, src_node: fx.Node, chain: tuple[str, ...], copies: dict[str, fx.Node]
-) -> fx.Node:
-    """Apply ``chain``'s pass-through ops to the fake-quantized value, copying each node once.
-
-    ``copies`` maps original node names to their copies; a multi-output op (split, chunk) is copied
-    with the ``getitem`` that selects the chain's output.
-    """
-    prev_orig, prev_new = src_node, fq
-    for address in chain:
-        op_node = g.op_node(address.rpartition(":")[0])
-        value = g.value(address)
-        for orig in (op_node, value) if value is not op_node else (op_node,):
-            new = copies.get(orig.name)
-            if new is None:
-                with g.graph.inserting_after(orig):
-                    new = g.graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
-                copies[orig.name] = new
-            prev_orig, prev_new = orig, new
-    return prev_new
-
-
 def fake_quant_nodes(gm: fx.GraphModule) -> list[fx.Node]:
     """The fake-quant ``call_module`` nodes of a prepared GraphModule, in graph order."""
-    return [n for n in gm.graph.nodes if n.op == "call_module" and "qplan_entry" in n.meta]
-
+    return [n for n in gm.graph.nodes if n.op == "call_module" and ENTRY_META in n.meta]

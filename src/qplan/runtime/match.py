@@ -183,42 +183,16 @@ class EntryPlacement:
     entry: QuantizerEntry
     name: str  # submodule name
     source: Source
-    readers: list[Reader]
-    # per op-input / model-output reader: the outputs of the pass-through ops between the source
-    # and the reader (`view:out0`), from the source outwards (empty when it reads the source directly)
-    chains: dict[int, tuple[str, ...]] = field(default_factory=dict)
-
-
-def _producers(inv: Inventory) -> dict[str, Op]:
-    prod: dict[str, Op] = {}
-    for op in inv.ops:
-        for t in op.outputs:
-            if t.source is not None:
-                prod[t.source] = op
-    return prod
-
-
-def _chain(read_from: str | None, source: str, prod: dict[str, Op], where: str) -> tuple[str, ...]:
-    """Outputs of the pass-through ops leading from ``source`` to ``read_from``, source side first."""
-    chain: list[str] = []
-    cur = read_from
-    while cur != source:
-        op = prod.get(cur) if cur is not None else None
-        srcs = [t.source for t in op.inputs if t.source is not None] if op is not None else []
-        if op is None or len(srcs) != 1 or len(chain) > 64:
-            raise PlanMismatchError(
-                f"`{where}` reads `{cur}`, which the plan's source `{source}` does not reach through pass-through ops"
-            )
-        chain.append(cur)
-        cur = srcs[0]
-    chain.reverse()
-    return tuple(chain)
+    readers: list[Reader] = field(default_factory=list)
 
 
 def place_entries(plan: Plan, inv: Inventory) -> list[EntryPlacement]:
-    """Resolve every plan entry against ``inv`` (which must match the plan's fingerprint)."""
+    """Resolve every plan entry against ``inv`` (which must match the plan's fingerprint).
+
+    Pass-through ops are not in the inventory (their outputs carry their input's source), so a
+    reader's input source is the entry's source itself; anything else is a mismatch.
+    """
     ops = {op.name: op for op in inv.ops}
-    prod = _producers(inv)
     out: list[EntryPlacement] = []
     used: set[str] = set()
     for e in plan.quantizers:
@@ -232,16 +206,17 @@ def place_entries(plan: Plan, inv: Inventory) -> list[EntryPlacement]:
             name = f"{module_name(e.address)}_{k}"
         used.add(name)
         p = EntryPlacement(e, name, parse_source(e.source), [parse_reader(r) for r in e.readers])
-        for i, r in enumerate(p.readers):
+        for r in p.readers:
             if r.kind == "input":
-                read_from = ops[r.op].inputs[r.index].source
-                p.chains[i] = _chain(read_from, e.source, prod, f"{r.op}:in{r.index}")
+                got = ops[r.op].inputs[r.index].source
             elif r.kind == "output":
-                p.chains[i] = _chain(inv.outputs[r.index], e.source, prod, f":out{r.index}")
-            elif ops[r.op].states[r.state] != e.source:
+                got = inv.outputs[r.index]
+            else:
+                got = ops[r.op].states[r.state]
+            if got != e.source:
+                where = f":out{r.index}" if r.kind == "output" else f"{r.op}:{r.state or f'in{r.index}'}"
                 raise PlanMismatchError(
-                    f"quantizer `{e.id}`: state `{r.state}` of `{r.op}` is `{ops[r.op].states[r.state]}`, "
-                    f"not the plan's source `{e.source}`"
+                    f"quantizer `{e.id}`: `{where}` reads `{got}` in the model, not the plan's source `{e.source}`"
                 )
         out.append(p)
     return out

@@ -107,8 +107,7 @@ class Quantizer:
             # ops keep the train/eval behaviour they were exported with
             for attr in ("train", "eval"):
                 gm.__dict__.pop(attr, None)
-            op_nodes = {op: node.name for op, node in cap.nodes.items()}
-            prepared = insert_fake_quants(gm, self.placements, self.fake_quants, op_nodes, cap.inventory)
+            prepared = insert_fake_quants(gm, self.placements, self.fake_quants, cap)
         else:
             from qplan.runtime.eager import attach
 

@@ -1,0 +1,331 @@
+"""Eager mode: apply a plan by intercepting op calls with a ``TorchFunctionMode``.
+
+The prepared model is a deep copy of the user's model whose ``forward`` runs under an
+:class:`Interceptor`. The interceptor names each op call with the capture's eager op namer (so
+names are exactly the plan's) and looks the name up in a table built once at prepare time:
+
+* **outputs**: an op output that is a plan source is fake-quantized right after the op. When every
+  consumer of that value (through pass-through ops) is one of the entry's readers, the op's result
+  is simply replaced ("replace"); otherwise the fake-quantized value is kept aside, keyed by the
+  float tensor, and only the entry's readers get it ("side"); pass-through ops on the way are run
+  a second time on the fake-quantized value ("mirror").
+* **states**: a parameter argument (found by identity) is replaced by its fake-quantized value.
+* **model inputs / outputs**: handled in the same two ways around the root ``forward``.
+
+Op calls the plan does not know (e.g. a branch not taken during capture) run in float and are
+reported once per op name with a :class:`QplanUnknownOpWarning`. The fake-quant modules live in a
+``ModuleDict`` under the model (``qplan_fake_quants``), so they follow ``.to()``, ``state_dict()``
+and ``parameters()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from qplan.compiler.capture import EagerOpNamer, OpCall
+from qplan.compiler.inventory import Inventory
+from qplan.runtime.match import EntryPlacement
+
+if TYPE_CHECKING:
+    from qplan.runtime.quantizer import Quantizer
+
+__all__ = ["Interceptor", "QplanUnknownOpWarning", "attach", "build_interceptor", "FAKE_QUANTS", "finalize_module"]
+
+FAKE_QUANTS = "qplan_fake_quants"  # name of the ModuleDict holding the fake-quants
+
+
+class QplanUnknownOpWarning(UserWarning):
+    """An op call that the plan does not know ran in float."""
+
+
+class _Action:
+    """What to do around one named op call."""
+
+    __slots__ = ("subs", "states", "outs")
+
+    def __init__(self) -> None:
+        self.subs: dict[int, tuple[int, ...]] = {}  # op input index -> entries whose side value it reads
+        self.states: tuple[tuple[nn.Module, str, nn.Module], ...] = ()  # (owner, attr, fake-quant)
+        self.outs: tuple[tuple[int, nn.Module, int], ...] = ()  # (output j, fake-quant, side entry or -1)
+
+
+def _consumers(inv: Inventory, address: str) -> set[str]:
+    """Op-input, state and model-output addresses that read ``address`` (pass-through ops are
+    transparent in the inventory: their readers read the source itself)."""
+    out: set[str] = set()
+    for op in inv.ops:
+        out.update(f"{op.name}:in{i}" for i, t in enumerate(op.inputs) if t.source == address)
+        out.update(f"{op.name}:{s}" for s, fqn in op.states.items() if fqn == address)
+    out.update(f":out{j}" for j, s in enumerate(inv.outputs) if s == address)
+    return out
+
+
+class Interceptor(EagerOpNamer):
+    """The per-call dispatcher of a prepared eager model (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, actions: dict[str, _Action], known: frozenset[str]):
+        super().__init__(model)
+        self.root = model
+        self.actions = actions
+        self.known = known
+        self.reported: set[str] = set()
+        # side values: id(float tensor) -> (float tensor, {entry index: fake-quantized tensor})
+        self.side: dict[int, tuple[torch.Tensor, dict[int, torch.Tensor]]] = {}
+        self.in_actions: tuple[tuple[int, nn.Module, int], ...] = ()  # (model input i, fake-quant, side)
+        self.out_subs: tuple[tuple[int, int], ...] = ()  # (model output j, side entry)
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None  # rebuilt for the copy on its first forward (see `_forward`)
+
+    def intercept(self, call: OpCall, func: Any, args: tuple, kwargs: dict) -> Any:
+        name = call.name
+        if name is None:
+            out = func(*args, **kwargs)
+            if self.side and call.inputs:
+                self._mirror(call, func, args, kwargs, out)
+            return out
+        act = self.actions.get(name)
+        if act is None:
+            out = func(*args, **kwargs)
+            if name not in self.known and name not in self.reported and _is_float_result(out):
+                self._report(name)
+            return out
+        if act.subs and self.side:
+            args, kwargs = self._substitute(call, args, kwargs, act.subs)
+        if act.states:
+            args, kwargs = _states(args, kwargs, act.states)
+        out = func(*args, **kwargs)
+        if act.outs:
+            out = self._outputs(out, act.outs)
+        return out
+
+    # ------------------------------------------------------------------------------------ helpers
+    def _report(self, name: str) -> None:
+        self.reported.add(name)
+        warnings.warn(
+            f"op `{name}` is not in the plan (not run during capture?); it runs in float",
+            QplanUnknownOpWarning,
+            stacklevel=2,
+        )
+
+    def _side_of(self, t: Any) -> dict[int, torch.Tensor] | None:
+        hit = self.side.get(id(t))
+        return hit[1] if hit is not None and hit[0] is t else None
+
+    def _substitute(self, call: OpCall, args: tuple, kwargs: dict, subs: dict[int, tuple[int, ...]]) -> tuple[tuple, dict]:
+        new: dict[int, torch.Tensor] = {}
+        for slot in call.inputs:
+            entries = subs.get(slot.index)
+            if entries:
+                vals = self._side_of(slot.tensor)
+                if vals:
+                    for e in entries:
+                        if e in vals:
+                            new[slot.index] = vals[e]
+                            break
+        return call.replace_inputs(args, kwargs, new) if new else (args, kwargs)
+
+    def _mirror(self, call: OpCall, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        """A pass-through op applied to a side value: run it on the fake-quantized value too."""
+        vals = self._side_of(call.inputs[0].tensor)
+        if not vals:
+            return
+        leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        for e, v in vals.items():
+            a, k = call.replace_inputs(args, kwargs, {0: v})
+            fq_leaves = [t for t in pytree.tree_leaves(func(*a, **k)) if isinstance(t, torch.Tensor)]
+            for o, fo in zip(leaves, fq_leaves, strict=False):
+                self.side.setdefault(id(o), (o, {}))[1][e] = fo
+
+    def _outputs(self, out: Any, outs: tuple) -> Any:
+        if isinstance(out, torch.Tensor):
+            for _, fq, e in outs:  # a single output: j == 0
+                q = fq.forward(out)
+                if e < 0:
+                    return q
+                self.side.setdefault(id(out), (out, {}))[1][e] = q
+            return out
+        flat, spec = pytree.tree_flatten(out)
+        tensors = [k for k, a in enumerate(flat) if isinstance(a, torch.Tensor)]
+        for j, fq, e in outs:
+            v = flat[tensors[j]]
+            q = fq.forward(v)
+            if e < 0:
+                flat[tensors[j]] = q
+            else:
+                self.side.setdefault(id(v), (v, {}))[1][e] = q
+        return pytree.tree_unflatten(flat, spec)
+
+    # --------------------------------------------------------------------------------- model call
+    def run(self, forward: Callable, args: tuple, kwargs: dict) -> Any:
+        self.side.clear()
+        try:
+            if self.in_actions:
+                flat, spec = pytree.tree_flatten((args, kwargs))
+                tensors = [k for k, a in enumerate(flat) if isinstance(a, torch.Tensor)]
+                for i, fq, e in self.in_actions:
+                    v = flat[tensors[i]]
+                    q = fq.forward(v)
+                    if e < 0:
+                        flat[tensors[i]] = q
+                    else:
+                        self.side.setdefault(id(v), (v, {}))[1][e] = q
+                args, kwargs = pytree.tree_unflatten(flat, spec)
+            with self.session(pytree.tree_leaves((args, kwargs))):
+                out = forward(*args, **kwargs)
+            if self.out_subs and self.side:
+                flat, spec = pytree.tree_flatten(out)
+                tensors = [k for k, a in enumerate(flat) if isinstance(a, torch.Tensor)]
+                for j, e in self.out_subs:
+                    vals = self._side_of(flat[tensors[j]])
+                    if vals and e in vals:
+                        flat[tensors[j]] = vals[e]
+                out = pytree.tree_unflatten(flat, spec)
+        finally:
+            self.side.clear()
+        return out
+
+
+def _is_float_result(out: Any) -> bool:
+    if isinstance(out, torch.Tensor):
+        return out.is_floating_point()
+    return any(isinstance(t, torch.Tensor) and t.is_floating_point() for t in pytree.tree_leaves(out))
+
+
+def _states(args: tuple, kwargs: dict, states: tuple) -> tuple[tuple, dict]:
+    """Replace parameter arguments (found by identity) by their fake-quantized values."""
+    args = list(args)
+    for owner, attr, fq in states:
+        p = getattr(owner, attr)
+        for k, a in enumerate(args):
+            if a is p:
+                args[k] = fq.forward(p)
+                break
+        else:
+            for key, v in kwargs.items():
+                if v is p:
+                    kwargs = {**kwargs, key: fq.forward(p)}
+                    break
+    return tuple(args), kwargs
+
+
+def _forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    ic = self.__dict__.get("_qplan_interceptor")
+    if ic is None or ic.root is not self:
+        ic = _rebuild(self)
+    return ic.run(type(self).forward.__get__(self), args, kwargs)
+
+
+def _rebuild(model: nn.Module) -> Interceptor:
+    placements, inv = model.__dict__["_qplan_placements"]
+    ic = build_interceptor(model, placements, getattr(model, FAKE_QUANTS), inv)
+    object.__setattr__(model, "_qplan_interceptor", ic)
+    return ic
+
+
+def build_interceptor(
+    model: nn.Module, placements: list[EntryPlacement], modules: Mapping[str, nn.Module], inv: Inventory
+) -> Interceptor:
+    """The dispatch table of ``placements`` on ``model`` (fake-quants taken from ``modules``)."""
+    actions: dict[str, _Action] = {}
+
+    def act(name: str) -> _Action:
+        a = actions.get(name)
+        if a is None:
+            a = actions[name] = _Action()
+        return a
+
+    by_source: dict[str, int] = {}
+    for p in placements:
+        by_source[p.entry.source] = by_source.get(p.entry.source, 0) + 1
+    in_actions: list[tuple[int, nn.Module, int]] = []
+    out_subs: list[tuple[int, int]] = []
+    subs: dict[str, dict[int, list[int]]] = {}
+    for e, p in enumerate(placements):
+        fq = modules[p.name]
+        src = p.source
+        if src.kind == "param":
+            owner_path, _, attr = src.fqn.rpartition(".")
+            owner = model.get_submodule(owner_path) if owner_path else model
+            for r in p.readers:
+                if r.kind == "state":
+                    a = act(r.op)
+                    if not any(o is owner and at == attr for o, at, _ in a.states):
+                        a.states = (*a.states, (owner, attr, fq))
+                else:  # a parameter read in an input slot is also a state of that op (capture)
+                    subs.setdefault(r.op, {}).setdefault(r.index, []).append(e)
+            continue
+        readers = set(p.entry.readers)
+        replace = by_source[p.entry.source] == 1 and bool(readers) and _consumers(inv, p.entry.source) == readers
+        side = -1 if replace else e
+        if src.kind == "op":
+            a = act(src.op)
+            a.outs = (*a.outs, (src.index, fq, side))
+        else:
+            in_actions.append((src.index, fq, side))
+        if replace:
+            continue
+        for r in p.readers:
+            if r.kind == "output":
+                out_subs.append((r.index, e))
+            elif r.kind == "input":
+                subs.setdefault(r.op, {}).setdefault(r.index, []).append(e)
+    for name, by_index in subs.items():
+        act(name).subs = {i: tuple(dict.fromkeys(es)) for i, es in by_index.items()}
+    ic = Interceptor(model, actions, frozenset(op.name for op in inv.ops))
+    ic.in_actions = tuple(in_actions)
+    ic.out_subs = tuple(out_subs)
+    return ic
+
+
+def attach(
+    model: nn.Module, placements: list[EntryPlacement], modules: Mapping[str, nn.Module], inv: Inventory
+) -> tuple[nn.Module, Interceptor]:
+    """Register the fake-quants under ``model`` and route its forward through an interceptor."""
+    holder = nn.ModuleDict()
+    for p in placements:
+        holder[p.name] = modules[p.name]
+    model.add_module(FAKE_QUANTS, holder)
+    object.__setattr__(model, "_qplan_placements", (placements, inv))
+    model.forward = types.MethodType(_forward, model)
+    return model, _rebuild(model)
+
+
+def finalize_module(
+    quantizer: Quantizer,
+    weight_module: Callable,
+    activation_module: Callable,
+    replace_param: Callable,
+) -> nn.Module:
+    """A copy of the prepared eager model with fake-quants swapped for storage/qdq modules."""
+    work = copy.deepcopy(quantizer.prepared)
+    holder: nn.ModuleDict = getattr(work, FAKE_QUANTS)
+    placements, inv = work.__dict__["_qplan_placements"]
+    done: dict[int, nn.Module] = {}
+    new: dict[str, nn.Module] = {}
+    for p in placements:
+        fq = holder[p.name]
+        if p.source.kind == "param":
+            if id(fq) not in done:
+                fqn = p.source.fqn
+                w = work.get_parameter(fqn) if fqn in dict(work.named_parameters()) else work.get_buffer(fqn)
+                keep_float = bool(_consumers(inv, fqn) - set(p.entry.readers))
+                mod, q = weight_module(fq, w, keep_float, p.name)
+                if not keep_float:
+                    replace_param(work, fqn, q)
+                done[id(fq)] = mod
+            new[p.name] = done[id(fq)]
+        else:
+            new[p.name] = activation_module(fq, p.name)
+    for name, mod in new.items():
+        holder[name] = mod
+    _rebuild(work)
+    return work
