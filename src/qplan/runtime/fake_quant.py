@@ -30,6 +30,7 @@ forward branches on, so switching is cheap and ``torch.compile`` guards on them 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -72,10 +73,20 @@ def _world_size() -> int:
 # Autograd kernels: one pass of elementwise ops forward, one multiply backward.
 
 
-class _FakeQuantInt(torch.autograd.Function):
-    """``(clamp(round((x - off)·inv) + zp, lo, hi) - zp)·s + off``; gradient ``g·[in range]``.
+_hardtanh_backward = torch.ops.aten.hardtanh_backward.default
 
-    ``zp`` and ``off`` may be ``None`` (skipped) and ``zp`` may be a Python number.
+
+def _above(v: float) -> float:
+    """The next float32 above ``v`` (as a Python float), so a strict bound acts as an inclusive one."""
+    return torch.nextafter(torch.tensor(v, dtype=torch.float32), torch.tensor(math.inf)).item()
+
+
+class _FakeQuantInt(torch.autograd.Function):
+    """``(clamp(round((x - off)·inv) + zp, lo, hi) - zp)·s + off``; gradient ``g·[lo ≤ round(...) + zp ≤ hi]``.
+
+    ``zp`` and ``off`` may be ``None`` (skipped) and ``zp`` may be a Python number. The mask is not
+    materialised: backward applies ``hardtanh_backward`` to the saved integer-valued pre-clamp codes with
+    bounds ``lo - 0.5`` and ``hi + 0.5`` (float ops only; bool tensors are slow on CPU).
     """
 
     @staticmethod
@@ -86,7 +97,8 @@ class _FakeQuantInt(torch.autograd.Function):
             t.add_(zp)
         out = torch.clamp(t, lo, hi)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(torch.eq(t, out))
+            ctx.save_for_backward(t)
+            ctx.bounds = (lo - 0.5, hi + 0.5)
         if zp is not None:
             out.sub_(zp)
         if off is None:
@@ -95,29 +107,37 @@ class _FakeQuantInt(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None, None, None, None
+        (t,) = ctx.saved_tensors
+        return _hardtanh_backward(grad, t, *ctx.bounds), None, None, None, None, None, None
 
 
 class _FakeQuantFloat(torch.autograd.Function):
-    """``cast(clamp(x/s, -fmax, fmax))·s`` through a float8 dtype or the e2m1 grid (``dtype=None``)."""
+    """``cast(clamp(x/s, -fmax, fmax))·s`` through a float8 dtype or the e2m1 grid (``dtype=None``);
+    gradient ``g·[|x/s| ≤ fmax]``."""
 
     @staticmethod
     def forward(ctx, x, scale, fmax, dtype):  # type: ignore[override]
         t = torch.div(x, scale)
         out = torch.clamp(t, -fmax, fmax)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(torch.eq(t, out))
+            ctx.save_for_backward(t)
+            ctx.fmax = fmax
         out = round_to_e2m1(out) if dtype is None else out.to(dtype).to(x.dtype)
         return out.mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None
+        (t,) = ctx.saved_tensors
+        bound = _above(ctx.fmax)
+        return _hardtanh_backward(grad, t, -bound, bound), None, None, None
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _block_bshape(vshape: Sequence[int]) -> tuple[int, ...]:
+    """Broadcast shape of per-block qparams against a ``(blocks, length)``-split view."""
+    return tuple(1 if i % 2 else n for i, n in enumerate(vshape))
 
 
 class FakeQuantize(nn.Module):
@@ -243,7 +263,7 @@ class FakeQuantize(nn.Module):
             self._block = tuple(None if b == d else b for b, d in zip(block, shape, strict=True))
             self.qparams_shape = tuple(d // b for d, b in zip(shape, block, strict=True))
             self._rdims = tuple(range(1, 2 * ndim, 2))
-            self._bshape = tuple(v for n in self.qparams_shape for v in (n, 1))
+            self._bshape = ()  # per call, from the block view (see `_view`)
         else:
             raise ValueError(f"unsupported granularity `{spec.granularity}`")
 
@@ -343,15 +363,18 @@ class FakeQuantize(nn.Module):
     def _fake_quant(self, x, scale, inv, offset):  # type: ignore[no-untyped-def]
         block = self._block is not None
         if block:
-            v = x.reshape(self._view_shape(x.shape))
+            vshape = self._view_shape(x.shape)
+            v = x.reshape(vshape)
+            bshape = _block_bshape(vshape)
         else:
             v = x
-        if self._bshape:
-            scale = scale.view(self._bshape)
+            bshape = self._bshape
+        if bshape:
+            scale = scale.view(bshape)
             if torch.is_tensor(offset):
-                offset = offset.view(self._bshape)
+                offset = offset.view(bshape)
             if inv is not None:
-                inv = inv.view(self._bshape)
+                inv = inv.view(bshape)
         if self.is_float:
             out = _FakeQuantFloat.apply(v, scale, self.quant_max, self._cast_dtype)
         elif self.use_minval:
@@ -381,6 +404,13 @@ class FakeQuantize(nn.Module):
                     )
                 out += (n, b)
         return out
+
+    def _view(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """``x`` in the layout qparams broadcast against, and the broadcast shape of the qparams."""
+        if self._block is None:
+            return x, self._bshape
+        vshape = self._view_shape(x.shape)
+        return x.reshape(vshape), _block_bshape(vshape)
 
     def _range_of(self, x: torch.Tensor) -> torch.Tensor:
         """``[2, *qshape]`` float32: ``-min`` and ``max`` of ``x`` per qparam group, clamped at 0."""
@@ -427,17 +457,17 @@ class FakeQuantize(nn.Module):
                 s = e8m0_scale(amax, self._fmt)  # type: ignore[arg-type]
                 scale = o_scale.copy_(s) if out else s
             else:
-                scale = torch.mul(amax, 1.0 / self.quant_max, out=o_scale).clamp_(min=_FLOAT_EPS)
+                scale = torch.div(amax, self.quant_max, out=o_scale).clamp_(min=_FLOAT_EPS)
             return scale, torch.reciprocal(scale, out=o_inv), None
         span = float(self.quant_max - self.quant_min)
         if self.symmetric:
             amax = torch.amax(bounds, dim=0)
-            scale = torch.mul(amax, 2.0 / span, out=o_scale).clamp_(min=_INT_EPS)
+            scale = torch.div(amax, span / 2, out=o_scale).clamp_(min=_INT_EPS)
             inv = torch.reciprocal(scale, out=o_inv)
             if self.use_minval:
                 return scale, inv, torch.neg(amax, out=self.minval if out else None)
             return scale, inv, None if out else self._zp_const
-        scale = torch.sum(bounds, dim=0).mul_(1.0 / span)
+        scale = torch.sum(bounds, dim=0).div_(span)
         scale = torch.clamp(scale, min=_INT_EPS, out=o_scale)
         inv = torch.reciprocal(scale, out=o_inv)
         if self.use_minval:
@@ -493,8 +523,7 @@ class FakeQuantize(nn.Module):
             inv = torch.reciprocal(scale)
             if offset is None and not self.is_float:
                 offset = torch.full_like(scale, self._zp_const, dtype=torch.int32)
-        v = x.reshape(self._view_shape(x.shape)) if self._block is not None else x
-        b = self._bshape
+        v, b = self._view(x)
         s_b = scale.view(b) if b else scale
         if self.is_float:
             t = torch.div(v, s_b).clamp_(self.quant_min, self.quant_max)
@@ -523,8 +552,7 @@ class FakeQuantize(nn.Module):
         else:
             vals = q.to(torch.float32)
         shape = vals.shape
-        v = vals.reshape(self._view_shape(shape)) if self._block is not None else vals
-        b = self._bshape
+        v, b = self._view(vals)
         s_b = scale.view(b) if b else scale
         if self.is_float:
             out = v * s_b
