@@ -92,6 +92,7 @@ def parse_document(text: str, name: str) -> ParsedDocument:
         ))
     builder = _Builder(name)
     try:
+        _check_size(root, name)
         value = builder.build(root, ())
     except RecursionError:
         builder.fail(root, "document is nested too deeply", "yaml-syntax")
@@ -116,13 +117,45 @@ def _detab_json(text: str) -> str:
     return text.replace("\t", " ")
 
 
+def _check_size(root: Node, name: str) -> None:
+    """Refuse documents whose alias expansion exceeds MAX_NODES, or that contain themselves,
+    before expanding anything (sizes are memoized per node, so this is linear in the text)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(Diagnostic(
+                code="recursive-alias", level="error", message="recursive alias: a node contains itself",
+                span=_span(name, node.start_mark, node.end_mark),
+            ))
+        active.add(key)
+        total = 1
+        if isinstance(node, SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        sizes[key] = total
+        if total > MAX_NODES:
+            raise ConfigError(Diagnostic(
+                code="alias-bomb", level="error",
+                message=f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)",
+                span=_span(name, node.start_mark, node.end_mark),
+            ))
+        return total
+
+    size(root)
+
+
 class _Builder:
     def __init__(self, name: str):
         self.name = name
         self.doc = ParsedDocument(None, name)
         self.errors: list[Diagnostic] = []
-        self.count = 0
-        self.active: set[int] = set()
 
     def fail(self, node: Node, message: str, code: str, fatal: bool = True) -> None:
         d = Diagnostic(code=code, level="error", message=message, span=_span(self.name, node.start_mark, node.end_mark))
@@ -131,24 +164,15 @@ class _Builder:
         self.errors.append(d)
 
     def build(self, node: Node, path: Path) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            self.fail(node, f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)", "alias-bomb")
         self.doc.value_spans[norm_path(path)] = _span(self.name, node.start_mark, node.end_mark)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
-        if id(node) in self.active:
-            self.fail(node, "recursive alias: a node contains itself", "recursive-alias")
-        self.active.add(id(node))
-        try:
-            if isinstance(node, SequenceNode):
-                self.check_tag(node, f"{_YAML}seq")
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            if isinstance(node, MappingNode):
-                self.check_tag(node, f"{_YAML}map")
-                return self.mapping(node, path)
-        finally:
-            self.active.discard(id(node))
+        if isinstance(node, SequenceNode):
+            self.check_tag(node, f"{_YAML}seq")
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            self.check_tag(node, f"{_YAML}map")
+            return self.mapping(node, path)
         self.fail(node, f"unsupported YAML node `{type(node).__name__}`", "yaml-syntax")
 
     def check_tag(self, node: Node, expected: str) -> bool:
