@@ -45,7 +45,6 @@ class LspClient:
         self.settings = settings
         self.root = root
         self.diagnostics: dict[str, list[dict[str, Any]]] = {}
-        self._diagnostic_versions: dict[str, int] = {}
         self._next_id = 0
         self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._stderr: list[bytes] = []
@@ -134,22 +133,15 @@ class LspClient:
             raise LspError(f"`{method}` failed: {response['error']}")
         return response.get("result")
 
-    def wait_for_diagnostics(self, uri: str, *, version: int | None = None, timeout: float | None = None) -> list[dict]:
-        """Wait until diagnostics for ``uri`` (for ``version`` if given) have been published."""
-
-        def published(_message: dict[str, Any]) -> bool:
-            if uri not in self.diagnostics:
-                return False
-            return version is None or self._diagnostic_versions.get(uri) in (version, None)
-
-        if not published({}):
-            self._pump(published, timeout, f"diagnostics for {uri}")
+    def wait_for_diagnostics(self, uri: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The diagnostics published for ``uri`` since it was opened, waiting for the first ones."""
+        if uri not in self.diagnostics:
+            self._pump(lambda _message: uri in self.diagnostics, timeout, f"diagnostics for {uri}")
         return self.diagnostics[uri]
 
     # -- documents --------------------------------------------------------------------
     def open_document(self, uri: str, text: str, *, language_id: str = "yaml", version: int = 1) -> None:
         self.diagnostics.pop(uri, None)
-        self._diagnostic_versions.pop(uri, None)
         self.notify(
             "textDocument/didOpen",
             {"textDocument": {"uri": uri, "languageId": language_id, "version": version, "text": text}},
@@ -199,7 +191,6 @@ class LspClient:
         if method == "textDocument/publishDiagnostics":
             params = message["params"]
             self.diagnostics[params["uri"]] = params["diagnostics"]
-            self._diagnostic_versions[params["uri"]] = params.get("version")
         elif method is not None and "id" in message:
             self._send({"jsonrpc": "2.0", "id": message["id"], "result": self._answer(method, message.get("params"))})
 

@@ -35,7 +35,7 @@ def test_example_loads_without_warnings(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
-def test_example_validates_on_the_command_line(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_validates_on_the_command_line(path: Path) -> None:
     from qplan.cli import main
 
     assert main(["validate", str(path)]) == 0
