@@ -9,6 +9,7 @@ and a diagnostic for an unknown key, and that every bundled example is clean.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -23,12 +24,14 @@ SCHEMA = PACKAGE / "schema" / "schema.json"
 EXAMPLES = sorted((PACKAGE / "examples").glob("*.yaml"))
 NODE = shutil.which("node")
 
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed (needed to run yaml-language-server)"),
-    pytest.mark.skipif(
-        not SERVER.exists(), reason="node_modules/yaml-language-server is missing: run `npm ci` at the repo root"
-    ),
-]
+if NODE is None:
+    MISSING = "node is not installed (needed to run yaml-language-server)"
+elif not SERVER.exists():
+    MISSING = "node_modules/yaml-language-server is missing: run `npm ci` at the repo root"
+else:
+    MISSING = None
+# Under CI the set-up installs both, so a missing server is a failure there, not a skip.
+pytestmark = pytest.mark.skipif(MISSING is not None and not os.environ.get("CI"), reason=str(MISSING))
 
 # Client settings as an editor sends them; deliberately no `yaml.schemas`: the modeline must do it.
 SETTINGS = {
@@ -45,6 +48,7 @@ RELATIVE_MODELINE = "# yaml-language-server: $schema=../schema/schema.json\n"
 
 @pytest.fixture(scope="module")
 def server():
+    assert MISSING is None, MISSING
     assert SCHEMA.exists(), f"the shipped schema {SCHEMA} is missing"
     client = LspClient([NODE, str(SERVER), "--stdio"], root=ROOT, settings=SETTINGS, timeout=20.0)
     try:
@@ -121,6 +125,15 @@ def test_quantization_config_keys_complete(server: LspClient, tmp_path: Path) ->
     assert "quantization_config" not in labels, labels
 
 
+def test_hover_shows_allowed_values(server: LspClient, tmp_path: Path) -> None:
+    uri = open_text(server, tmp_path / "hover.yaml", uri_modeline() + "quantization_config:\n  execution_mode: graph\n")
+    hover = server.request(
+        "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": 2, "character": 5}}
+    )
+    text = hover["contents"]["value"]
+    assert "`graph`" in text and "`eager`" in text, text
+
+
 BAD = (
     "quantization_config:\n"
     "  global_config:\n"
@@ -156,12 +169,6 @@ def test_wrong_enum_value_is_reported(server: LspClient, tmp_path: Path) -> None
     uri = open_text(server, tmp_path / "enum.yaml", text)
     diagnostics = server.wait_for_diagnostics(uri)
     assert any(d["range"]["start"]["line"] == 5 and "int8" in d["message"] for d in diagnostics), diagnostics
-
-
-def test_bundled_examples_exist_and_start_with_the_modeline() -> None:
-    assert len(EXAMPLES) >= 8
-    for path in EXAMPLES:
-        assert path.read_text().startswith(RELATIVE_MODELINE), path.name
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
