@@ -516,13 +516,13 @@ def test_float_values_representable_and_idempotent(values, dtype):
     x = torch.tensor(values)
     fq = make_fake_quantize(spec(dtype=dtype), x.shape)
     y = fq(x)
-    v = y / fq.scale
-    assert v.abs().max() <= fq.quant_max
+    v = y / fq.scale  # on the grid up to the float32 rounding of (v·s)/s
+    assert v.abs().max() <= fq.quant_max * (1 + 1e-6)
     if dtype.startswith("float8"):
         td = getattr(torch, dtype)
-        assert torch.equal(v.to(td).float(), v)
+        torch.testing.assert_close(v.to(td).float(), v, rtol=1e-6, atol=0)
     else:
-        assert set(v.abs().tolist()) <= set(E2M1_GRID)
+        assert set(v.abs().tolist()) <= set(E2M1_GRID)  # fp4 scales are powers of two: exact
     fq.disable_observer()
     assert torch.equal(fq(y), y)
 
