@@ -318,9 +318,9 @@ def finalize_module(
                 fqn = p.source.fqn
                 w = work.get_parameter(fqn) if fqn in dict(work.named_parameters()) else work.get_buffer(fqn)
                 keep_float = bool(_consumers(inv, fqn) - set(p.entry.readers))
-                mod, q = weight_module(fq, w, keep_float, p.name)
+                mod, _ = weight_module(fq, w, True, p.name)  # the quantized weight lives in `mod.q`
                 if not keep_float:
-                    replace_param(work, fqn, q)
+                    replace_param(work, fqn, None)
                 done[id(fq)] = mod
             new[p.name] = done[id(fq)]
         else:

@@ -123,7 +123,7 @@ def _frozen(fq: FakeQuantize) -> FakeQuantize:
     return fq
 
 
-def _weight_module(fq: FakeQuantize, w: torch.Tensor, keep_float: bool, name: str) -> tuple[QuantizedWeight, torch.Tensor]:
+def _weight_module(fq: FakeQuantize, w: torch.Tensor, own: bool, name: str) -> tuple[QuantizedWeight, torch.Tensor]:
     fq = _frozen(fq)
     if not fq.dynamic and not fq._observed:
         with torch.no_grad():  # a weight never seen by its observer: observe it now
@@ -131,7 +131,7 @@ def _weight_module(fq: FakeQuantize, w: torch.Tensor, keep_float: bool, name: st
             fq(w.detach())
             fq.enable_observer(False)
     q, scale, offset = fq.quantize_for_storage(w)
-    return QuantizedWeight(fq, scale, offset, q if keep_float else None), q
+    return QuantizedWeight(fq, scale, offset, q if own else None), q
 
 
 def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
@@ -145,15 +145,37 @@ def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
     return QuantizeDequantize(fq)
 
 
-def _replace_param(root: nn.Module, fqn: str, q: torch.Tensor) -> None:
+def _aliases(root: nn.Module, t: torch.Tensor) -> list[tuple[nn.Module, str]]:
+    """Every (module, attribute) holding ``t`` as a parameter or buffer (tied weights have several)."""
+    out = []
+    for mod in root.modules():
+        for table in (mod._parameters, mod._buffers):
+            out.extend((mod, name) for name, v in table.items() if v is t)
+    return out
+
+
+def _replace_param(root: nn.Module, fqn: str, q: torch.Tensor | None) -> None:
+    """Replace the tensor at ``fqn`` and all its aliases: by the buffer ``q`` at ``fqn`` itself,
+    the aliases dropped (graph mode), or by an empty float placeholder everywhere (``q=None``,
+    eager mode: the module code still reads the attribute, the interceptor substitutes it)."""
+    t = root.get_parameter(fqn) if fqn in dict(root.named_parameters()) else root.get_buffer(fqn)
     owner_path, _, attr = fqn.rpartition(".")
     owner = root.get_submodule(owner_path) if owner_path else root
-    delattr(owner, attr)
-    owner.register_buffer(attr, q)
+    placeholder = torch.empty(0, dtype=t.dtype, device=t.device)
+    for mod, name in _aliases(root, t):
+        delattr(mod, name)
+        if q is None:
+            mod.register_buffer(name, placeholder, persistent=False)
+    if q is not None:
+        owner.register_buffer(attr, q)
 
 
 def _finalize_graph(quantizer: Quantizer) -> nn.Module:
     gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
+    for n in list(gm.graph.nodes):  # unused get_attr nodes (aliases of tied weights)
+        if n.op == "get_attr" and not n.users:
+            gm.graph.erase_node(n)
+    gm.recompile()
     entries = {p.entry.id: p for p in quantizer.placements}
     done: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(shared fq) -> weight module (tied weights)
     for node in list(gm.graph.nodes):

@@ -41,10 +41,32 @@ class _Graph:
         self.ep_user = {name: i for i, name in enumerate(sig.user_inputs)}
         self.placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
         self.output = next(n for n in reversed(self.graph.nodes) if n.op == "output")
+        # get_attr nodes by every name of their tensor (tied parameters have several names, and
+        # export may pick another one than capture's canonical first name)
+        names: dict[int, list[str]] = {}
+        for fqn, t in [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]:
+            names.setdefault(id(t), []).append(fqn)
         self.attrs: dict[str, fx.Node] = {}
+        self.aliases: dict[fx.Node, list[fx.Node]] = {}  # get_attr node -> all get_attr nodes of its tensor
+        by_tensor: dict[int, list[fx.Node]] = {}
         for n in self.graph.nodes:
             if n.op == "get_attr":
-                self.attrs.setdefault(str(n.target), n)
+                target = str(n.target)
+                try:
+                    t = gm.get_parameter(target)
+                except AttributeError:
+                    t = getattr(gm, target, None) if "." not in target else None
+                    if t is None:
+                        try:
+                            t = gm.get_buffer(target)
+                        except AttributeError:
+                            t = None
+                for alias in names.get(id(t), [target]) if t is not None else [target]:
+                    self.attrs.setdefault(alias, n)
+                by_tensor.setdefault(id(t) if t is not None else id(n), []).append(n)
+        for nodes in by_tensor.values():
+            for n in nodes:
+                self.aliases[n] = nodes
 
     def node(self, ep_node: fx.Node) -> fx.Node:
         """The GraphModule node of an exported-program node."""
@@ -150,7 +172,8 @@ def insert_fake_quants(
     copied: set[fx.Node] = set()
     for p in placements:
         src = g.value(p.entry.source)
-        after = last_placeholder if src.op == "placeholder" else src
+        alias = g.aliases.get(src, [src])
+        after = last_placeholder if src.op == "placeholder" else alias[-1]
         with graph.inserting_after(after):
             fq = graph.call_module(p.name, (src,))
         fq.meta = {k: v for k, v in src.meta.items() if k in ("val", "tensor_meta")}
@@ -161,9 +184,10 @@ def insert_fake_quants(
                 users = [g.node(n) for n in cap.op_nodes.get(r.op, ())]
                 hit = False
                 for consumer in users:
-                    if src in consumer.all_input_nodes:
-                        consumer.replace_input_with(src, fq)
-                        hit = True
+                    for a in alias:
+                        if a in consumer.all_input_nodes:
+                            consumer.replace_input_with(a, fq)
+                            hit = True
                 if not hit:
                     raise PlanMismatchError(f"`{r.op}` does not read `{p.entry.source}` in the exported graph")
             elif r.kind == "output":

@@ -42,16 +42,18 @@ def _as_tuple(example_inputs: Any) -> tuple:
     return (example_inputs,)
 
 
-def _as_plan_or_config(obj: Any) -> Plan | QuantizerConfig:
-    if isinstance(obj, (Plan, QuantizerConfig)):
+def _as_plan_or_config(obj: Any) -> Any:
+    """A Plan, or a config as ``compile_plan`` takes it (QuantizerConfig or LoadedConfig)."""
+    if isinstance(obj, (Plan, QuantizerConfig)) or type(obj).__name__ == "LoadedConfig":
         return obj
     if isinstance(obj, (str, Path)):
         path = Path(obj)
-        if path.suffix == ".json":
-            data = path.read_bytes()
-            if b'"qplan.plan"' in data:
-                return decode_plan(data)
-        return QuantizerConfig.from_yaml(path)
+        data = path.read_bytes()
+        if path.suffix == ".json" and b'"qplan.plan"' in data:
+            return decode_plan(data)
+        from qplan.schema.loader import load_config
+
+        return load_config(path)  # keeps file positions for the plan's provenance
     raise TypeError(f"expected a Plan, a QuantizerConfig or a path, got `{type(obj).__name__}`")
 
 
@@ -64,7 +66,7 @@ class Quantizer:
         self.model = model
         source = _as_plan_or_config(plan_or_config)
         self.plan: Plan | None = source if isinstance(source, Plan) else None
-        self.config: QuantizerConfig | None = source if isinstance(source, QuantizerConfig) else None
+        self.config: Any = None if isinstance(source, Plan) else source
         if mode is not None and mode not in ("graph", "eager"):
             raise ValueError(f"mode `{mode}` is not `graph` or `eager`")
         if self.plan is not None and mode is not None and mode != self.plan.mode:
@@ -142,7 +144,8 @@ class Quantizer:
             self.fake_quants[p.name] = mod
 
     def _preserve_attributes(self, prepared: nn.Module) -> None:
-        names = (self.config.preserved_attributes if self.config is not None else None) or ()
+        cfg = getattr(self.config, "config", self.config)  # a LoadedConfig holds the QuantizerConfig
+        names = getattr(cfg, "preserved_attributes", None) or ()
         for name in names:
             if hasattr(self.model, name) and not hasattr(prepared, name):
                 setattr(prepared, name, getattr(self.model, name))
