@@ -112,11 +112,33 @@ def _add_presets(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+# -- qplan compile-plan / diff / explain (implemented in qplan.commands_compile) --------------
+def _add_compile_plan(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qplan.commands_compile import add_compile_plan
+
+    return add_compile_plan(sub)
+
+
+def _add_diff(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qplan.commands_compile import add_diff
+
+    return add_diff(sub)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qplan.commands_compile import add_explain
+
+    return add_explain(sub)
+
+
 # -- entry point ------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = [
     _add_schema,
     _add_validate,
     _add_presets,
+    _add_compile_plan,
+    _add_diff,
+    _add_explain,
 ]
 
 

@@ -42,7 +42,13 @@ Known differences (documented, not hidden): a torch-level call that export decom
 several aten nodes has its inputs in first-use order in graph mode and in argument order in
 eager mode; they agree when it has a single tensor argument (``2 / x``, ``F.normalize``) but
 may not for multi-tensor composites (``F.multi_head_attention_forward``, which is one unknown op
-in both modes). In-place writes into views (``x[:, 0] = y``) are not tracked.
+in both modes). Ops outside the op table therefore list each tracked value once, in
+first-use order, activations first, then parameters in ``named_parameters()`` order (so
+``F.multi_head_attention_forward(x, x, x, ...)`` reads ``x`` once, then its weights, in both
+modes); they are never quantized at op level. In-place writes into views (``x[:, 0] = y``) are
+not tracked. Models that branch on tracing (transformers skips building an all-ones attention
+mask and uses ``is_causal``/GQA shortcuts in eager but not under export) run different code in
+the two modes, and their inventories differ where the code differs.
 
 **Contract for the runtime (eager).** :class:`EagerOpNamer` is the single implementation of
 eager naming. ``with namer.session(args): out = model(*args)`` runs one forward; for every
@@ -56,7 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -130,17 +136,19 @@ class _Arg:
     loc: Any  # eager: ("args", i[, k]) / ("kwargs", key[, k]); graph: (consumer node, input node)
 
 
-def _classify(op_type: str, args: Sequence[_Arg], params: Callable[[str | None], bool]) -> tuple[list[_Arg], dict[str, str]]:
+def _classify(
+    op_type: str, args: Sequence[_Arg], params: Callable[[str | None], bool], order: Mapping[str, int]
+) -> tuple[list[_Arg], dict[str, _Arg]]:
     """Order a call's tensor arguments into (inputs, states) by the op table (module docstring)."""
     info = OP_TABLE.get(op_type)
-    states: dict[str, str] = {}
+    states: dict[str, _Arg] = {}
     if info is not None and any(a.name is not None for a in args):
         slotted: dict[str, list[_Arg]] = {}
         extras: list[_Arg] = []
         for a in args:
             name = ARG_ALIASES.get(a.name, a.name) if a.name else None
             if name in info.states and params(a.source):
-                states[name] = a.source  # type: ignore[assignment]
+                states[name] = a
             elif name in info.inputs:
                 slotted.setdefault(name, []).append(a)
             else:
@@ -148,12 +156,17 @@ def _classify(op_type: str, args: Sequence[_Arg], params: Callable[[str | None],
         inputs = [a for slot in info.inputs for a in slotted.get(slot, [])] + extras
     else:
         inputs = list(args)
+    if info is None:  # unknown ops: distinct values, activations then parameters (module docstring)
+        seen: set[str] = set()
+        inputs = [a for a in inputs if a.source is None or not (a.source in seen or seen.add(a.source))]
+        acts = [a for a in inputs if not params(a.source)]
+        inputs = acts + sorted((a for a in inputs if params(a.source)), key=lambda a: order[a.source])
     for a in inputs:
-        if params(a.source):
+        if params(a.source) and a.value.is_floating_point():
             key = _attr_name(a.source)  # type: ignore[arg-type]
-            if states.get(key, a.source) != a.source:
+            if key in states and states[key].source != a.source:
                 key = a.source  # type: ignore[assignment]
-            states.setdefault(key, a.source)  # type: ignore[arg-type]
+            states.setdefault(key, a)
     return inputs, states
 
 
@@ -181,6 +194,7 @@ class _Builder:
             if id(t) not in self.param_fqn:
                 self.param_fqn[id(t)] = fqn
                 self.parameters[fqn] = TensorRef(source=fqn, shape=_shape(t), dtype=_dtype(t))
+        self.param_order = {fqn: k for k, fqn in enumerate(self.parameters)}
         self.all_param_names: dict[str, str] = {}  # any (aliased) name -> canonical fqn
         for fqn, t in [
             *model.named_parameters(remove_duplicate=False),
@@ -265,23 +279,29 @@ class OpCall:
     module: str
     name: str | None
     inputs: tuple[InputSlot, ...] = ()
-    states: dict[str, str] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # state name -> parameter fqn
+    state_locs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # state name -> where it sits
+
+    def replace_states(self, args: tuple, kwargs: dict, new: dict[str, torch.Tensor]) -> tuple[tuple, dict]:
+        """Copies of (args, kwargs) with state `name` (``"weight"``) replaced by ``new[name]``."""
+        return _replace(args, kwargs, [(self.state_locs[k], v) for k, v in new.items()])
 
     def replace_inputs(self, args: tuple, kwargs: dict, new: dict[int, torch.Tensor]) -> tuple[tuple, dict]:
         """Copies of (args, kwargs) with input `i` replaced by ``new[i]``."""
-        args, kwargs = list(args), dict(kwargs)
-        for slot in self.inputs:
-            if slot.index not in new:
-                continue
-            where, key, *rest = slot.loc
-            box = args if where == "args" else kwargs
-            if rest:
-                seq = list(box[key])
-                seq[rest[0]] = new[slot.index]
-                box[key] = type(box[key])(seq) if isinstance(box[key], tuple) else seq
-            else:
-                box[key] = new[slot.index]
-        return tuple(args), kwargs
+        return _replace(args, kwargs, [(s.loc, new[s.index]) for s in self.inputs if s.index in new])
+
+
+def _replace(args: tuple, kwargs: dict, edits: list[tuple[tuple[Any, ...], Any]]) -> tuple[tuple, dict]:
+    out_args, out_kwargs = list(args), dict(kwargs)
+    for (where, key, *rest), value in edits:
+        box: Any = out_args if where == "args" else out_kwargs
+        if rest:
+            seq = list(box[key])
+            seq[rest[0]] = value
+            box[key] = tuple(seq) if isinstance(box[key], tuple) else seq
+        else:
+            box[key] = value
+    return tuple(out_args), out_kwargs
 
 
 _SIG_CACHE: dict[Any, tuple[tuple[str, ...], str | None]] = {}
@@ -304,8 +324,8 @@ def _positional_names(func: Any, op_type: str) -> tuple[tuple[str, ...], str | N
         names = tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
         var = next((p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
     except (TypeError, ValueError):
-        packet = getattr(torch.ops.aten, op_type, None)
-        if packet is not None:
+        packet = None if op_type.startswith("__") else getattr(torch.ops.aten, op_type, None)
+        if isinstance(packet, torch._ops.OpOverloadPacket):
             overloads = packet.overloads()
             if overloads:
                 ovl = getattr(packet, "default" if "default" in overloads else overloads[0])
@@ -330,7 +350,7 @@ class EagerOpNamer(TorchFunctionMode):
         self._stack: list[str] = []
         self._sources: dict[int, tuple[Any, str | None]] = {}
         self._internal = 0
-        self._on_module: Callable[[str, str, tuple[str | None, ...]], None] | None = None
+        self._pending_out: set[str] = set()
 
     # -- sources
     def source_of(self, t: Any) -> str | None:
@@ -362,6 +382,7 @@ class EagerOpNamer(TorchFunctionMode):
         b.first_call.clear()
         self._sources.clear()
         self._stack.clear()
+        self._pending_out.clear()
         for i, t in enumerate(t for t in pytree.tree_leaves(tuple(args)) if isinstance(t, torch.Tensor)):
             self.set_source(t, f":in{i}")
         handles = []
@@ -384,7 +405,6 @@ class EagerOpNamer(TorchFunctionMode):
         if path not in self._builder.first_call:
             ins = tuple(self.source_of(t) for t in pytree.tree_leaves(args) if isinstance(t, torch.Tensor))
             self._builder.first_call[path] = (ins, ())
-            self._pending_out = getattr(self, "_pending_out", set())
             self._pending_out.add(path)
 
     def _post_hook(self, mod: nn.Module, args: tuple, out: Any) -> None:
@@ -393,9 +413,8 @@ class EagerOpNamer(TorchFunctionMode):
             return
         if self._stack and self._stack[-1] == path:
             self._stack.pop()
-        pending = getattr(self, "_pending_out", set())
-        if path in pending:
-            pending.discard(path)
+        if path in self._pending_out:
+            self._pending_out.discard(path)
             outs = tuple(self.source_of(t) for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
             self._builder.first_call[path] = (self._builder.first_call[path][0], outs)
 
@@ -430,9 +449,10 @@ class EagerOpNamer(TorchFunctionMode):
         name = self._builder.peek_name(module, op_type) if _is_candidate(op_type, named) else None
         call = OpCall(func=func, target=target, op_type=op_type, module=module, name=name)
         if name is not None:
-            inputs, states = _classify(op_type, named, self._builder.is_param)
+            inputs, states = _classify(op_type, named, self._builder.is_param, self._builder.param_order)
             call.inputs = tuple(InputSlot(i, a.source, a.loc, a.value) for i, a in enumerate(inputs))
-            call.states = states
+            call.states = {k: a.source for k, a in states.items()}  # type: ignore[misc]
+            call.state_locs = {k: a.loc for k, a in states.items()}
         elif named:
             call.inputs = (InputSlot(0, named[0].source, named[0].loc, named[0].value),)
         return call, named
@@ -543,6 +563,7 @@ class _BoundaryTagger:
     def __init__(self, builder: _Builder) -> None:
         self.builder = builder
         self.seen: set[str] = set()
+        self._pending: set[str] = set()
         self.handles: list[Any] = []
 
     def _tag(self, values: Any, path: str, kind: str) -> int:
@@ -568,14 +589,13 @@ class _BoundaryTagger:
         self.seen.add(path)
         n = self._tag(args, path, "in")
         self.builder.first_call[path] = ((None,) * n, ())
-        self._pending = getattr(self, "_pending", set()) | {path}
+        self._pending.add(path)
 
     def post(self, mod: nn.Module, args: tuple, out: Any) -> None:
         path = self.builder.module_path.get(id(mod))
-        pending = getattr(self, "_pending", set())
-        if path is None or path not in pending:
+        if path is None or path not in self._pending:
             return
-        pending.discard(path)
+        self._pending.discard(path)
         n = self._tag(out, path, "out")
         self.builder.first_call[path] = (self.builder.first_call[path][0], (None,) * n)
 
@@ -638,7 +658,7 @@ def _group_op_type(group: list[torch.fx.Node]) -> tuple[str, str]:
     fn = group[0].meta.get("torch_fn")
     main = next((n for n in group if not _is_getitem(n)), group[0])
     aten = str(main.target)
-    if fn:
+    if fn and not fn[1].startswith("OpOverload"):  # OpOverload: an aten op called directly
         raw = fn[1].rsplit(".", 1)[-1]
         return normalize_op_type(raw) or raw, aten
     return normalize_op_type(aten) or aten, aten
@@ -675,7 +695,8 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
         if kind in ("PARAMETER", "BUFFER") and spec.target is not None:
             fqn = builder.all_param_names.get(spec.target, spec.target)
             sources[node] = fqn
-            cap.param_nodes[fqn] = node
+            if fqn == spec.target or fqn not in cap.param_nodes:  # tied: prefer the canonical name
+                cap.param_nodes[fqn] = node
             cap.value_nodes.setdefault(fqn, node)
         elif kind == "USER_INPUT" and _is_tensor_node(node):
             addr = f":in{len(user_inputs)}"
@@ -741,7 +762,7 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
         builder.commit_name(module, op_type)
         if not any(v.is_floating_point() for _, v in tensor_outs):
             continue
-        inputs, states = _classify(op_type, named, builder.is_param)
+        inputs, states = _classify(op_type, named, builder.is_param, builder.param_order)
         outputs = []
         for j, (nd, v) in enumerate(tensor_outs):
             addr = f"{name}:out{j}"
@@ -759,7 +780,7 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
                 op_type=op_type,
                 module=module,
                 inputs=tuple(_ref(a.source, a.value) for a in inputs),
-                states=states,
+                states={k: a.source for k, a in states.items()},  # type: ignore[misc]
                 outputs=tuple(outputs),
                 target=aten,
             )
@@ -787,6 +808,7 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
             outputs.append(src(n))
     cap.inventory = builder.inventory("graph", tuple(user_inputs), tuple(outputs))
     cap.input_edges = {k: tuple(v) for k, v in cap.input_edges.items()}  # type: ignore[misc]
+    cap.param_aliases = dict(builder.all_param_names)
     return cap
 
 
@@ -805,6 +827,10 @@ class Capture:
     * ``input_edges``: ``op:in<i>`` → ``(consumer node, input node)`` pairs: where that input enters
       the op's nodes (the input node may be a pass-through of the source value);
     * ``param_nodes``: parameter/buffer fqn → its placeholder.
+
+    ``param_aliases`` maps every name of a parameter/buffer (tied ones have several) to the fqn
+    the inventory uses. ``rebind(gm)`` re-points all maps at ``exported.module()`` (or any
+    graph module derived from it that keeps node names), where parameters are ``get_attr`` nodes.
     """
 
     inventory: Inventory
@@ -815,6 +841,37 @@ class Capture:
     value_nodes: dict[str, torch.fx.Node] = field(default_factory=dict)
     input_edges: dict[str, Any] = field(default_factory=dict)
     param_nodes: dict[str, torch.fx.Node] = field(default_factory=dict)
+    param_aliases: dict[str, str] = field(default_factory=dict)
+
+    def rebind(self, gm: torch.fx.GraphModule) -> Capture:
+        """A copy whose node maps point into `gm` (matched by node name; parameters by get_attr target)."""
+        by_name = {n.name: n for n in gm.graph.nodes}
+        params: dict[str, torch.fx.Node] = {}
+        for n in gm.graph.nodes:
+            if n.op == "get_attr" and str(n.target) in self.param_aliases:
+                params.setdefault(self.param_aliases[str(n.target)], n)
+        sig = self.exported.graph_signature
+        lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}  # placeholder name -> target
+
+        def move(n: torch.fx.Node) -> torch.fx.Node:
+            target = lifted.get(n.name) if n.op == "placeholder" else None
+            if target is not None and self.param_aliases.get(target, target) in params:
+                return params[self.param_aliases.get(target, target)]
+            if n.name not in by_name:
+                raise CaptureError(f"node `{n.name}` is not in the graph module")
+            return by_name[n.name]
+
+        return Capture(
+            inventory=self.inventory,
+            mode=self.mode,
+            exported=self.exported,
+            nodes={k: move(n) for k, n in self.nodes.items()},
+            op_nodes={k: tuple(move(n) for n in ns) for k, ns in self.op_nodes.items()},
+            value_nodes={k: move(n) for k, n in self.value_nodes.items()},
+            input_edges={k: tuple((move(c), move(x)) for c, x in v) for k, v in self.input_edges.items()},
+            param_nodes=params,
+            param_aliases=dict(self.param_aliases),
+        )
 
 
 def _state_fingerprint(model: nn.Module) -> tuple[bool, dict[str, torch.Tensor]]:

@@ -17,6 +17,7 @@ Each pass is a plain function ``State -> State`` in its own module; order matter
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -63,8 +64,16 @@ PASSES: tuple[Pass, ...] = (
 
 
 def run_passes(state: State, passes: Sequence[Pass] = PASSES) -> State:
-    for p in passes:
-        state = p(state)
+    """Run `passes` in order. The cyclic GC is paused meanwhile: the passes allocate many small
+    acyclic records, and full collections over them would make compile time superlinear."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for p in passes:
+            state = p(state)
+    finally:
+        if enabled:
+            gc.enable()
     return state
 
 

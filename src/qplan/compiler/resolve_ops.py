@@ -134,7 +134,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
         for name in op.states:
             state.state_opinion[(op.name, name)] = decline
         return
-    defaulted = {f: _is_default(state, orule.parts, cfg, f) for f in _FIELDS}
+    defaulted = _defaults(state, orule)
     state_fqns = set(op.states.values())
 
     def opinion(fieldname: str, keys: tuple[str | None, ...]) -> Opinion | None:
@@ -168,10 +168,17 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
             state.state_opinion[(op.name, name)] = o
 
 
-def _is_default(state: State, parts: Parts, cfg, fieldname: str) -> bool:
-    if getattr(cfg, fieldname) != getattr(_DEFAULT_OP, fieldname):
-        return False
-    return state.spans.get(state.path((*parts, fieldname))) is None
+def _defaults(state: State, orule: OpRule) -> dict[str, bool]:
+    """Per tensor field: is it the library default, not written in the file? (once per op config)"""
+    key = ("resolve_ops.defaults", orule.parts)
+    found = state.cache.get(key)
+    if found is None:
+        cfg = orule.config
+        found = state.cache[key] = {
+            f: getattr(cfg, f) == getattr(_DEFAULT_OP, f) and state.spans.get(state.path((*orule.parts, f))) is None
+            for f in _FIELDS
+        }
+    return found
 
 
 def _report(state: State, mrule: Rule, table: _RuleTable) -> None:

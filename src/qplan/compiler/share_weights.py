@@ -10,10 +10,14 @@ The weight-axis defaults come from the deciding consumer's op type (``resolve_ax
 
 from __future__ import annotations
 
+import msgspec
+
+from qplan.compiler import _optable
 from qplan.compiler.assign_schedules import schedule_for
 from qplan.compiler.codes import diagnostic
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, State, describe_spec
+from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
 
 __all__ = ["share_weights"]
 
@@ -49,7 +53,8 @@ def share_weights(state: State) -> State:
                     continue
                 other = u[5]
                 other_sched = schedule_for(state, other.module)
-                if other.spec != chosen.spec or other_sched != schedule:
+                same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
+                if not same or other_sched != schedule:
                     _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
         if len(reads) > 1:
             state.decisions.append(
@@ -73,6 +78,17 @@ def share_weights(state: State) -> State:
             )
         )
     return state
+
+
+def _effective(spec: QuantizationSpec | None, op_type: str) -> QuantizationSpec | None:
+    """The spec with an omitted weight axis filled from `op_type`'s default (for comparisons)."""
+    g = spec.granularity if spec is not None else None
+    if isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
+        kind = "per_channel" if isinstance(g, PerChannelGranularity) else "per_block"
+        axis = _optable.weight_axis(op_type, kind)
+        if axis is not None and not (isinstance(g, PerBlockGranularity) and isinstance(g.block_size, tuple)):
+            return msgspec.structs.replace(spec, granularity=msgspec.structs.replace(g, axis=axis))
+    return spec
 
 
 def _conflict(state, fqn, deciding, use, chosen, other, schedule, other_sched) -> None:

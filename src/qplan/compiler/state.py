@@ -181,19 +181,26 @@ class State:
         self.model_outputs: set[str] = {s for s in inv.outputs if s}
         self.module_order: dict[str, int] = {m.path: i for i, m in enumerate(inv.modules)}
         self.module_info = {m.path: m for m in inv.modules}
+        self._paths: dict[Parts, str] = {}
+        self.cache: dict[Any, Any] = {}  # per-pass memo tables (keys start with the pass's own tag)
 
     # -- helpers ---------------------------------------------------------------------------
     def path(self, parts: Parts) -> str:
-        return config_path(parts)
+        """The config path text of `parts` (memoised: the same rules come up for many tensors)."""
+        text = self._paths.get(parts)
+        if text is None:
+            text = self._paths[parts] = config_path(parts)
+        return text
 
     def span(self, parts: Parts) -> Span | None:
         """Span of a config path, or of its nearest ancestor that has one."""
-        parts = list(parts)
+        if not self.spans:
+            return None
         while parts:
-            span = self.spans.get(config_path(parts))
+            span = self.spans.get(self.path(parts))
             if span is not None:
                 return span
-            parts.pop()
+            parts = parts[:-1]
         return None
 
     def schedule_of(self, module: str) -> tuple[bool, QATSchedule | None]:
