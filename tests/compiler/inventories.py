@@ -104,3 +104,120 @@ def mlp(n: int = 2, width: int = 8, mode: str = "graph") -> Inventory:
         x = b.op(f"fc{i}", "linear", [x], [(2, width)], states=["weight", "bias"])
         x = b.op(f"act{i}", "relu", [x], [(2, width)])
     return b.build(outputs=[x])
+
+
+BLOCK = ("tests.Block", "Block", ())
+OTHER_BLOCK = ("tests.other.Block", "Block", ())
+ATTN = ("tests.Attention", "Attention", ())
+
+
+def nested(mode: str = "graph", ambiguous: bool = False) -> Inventory:
+    """x -> enc.l0 -> enc.l1 -> dec.l0 -> add(., x): enc and dec are Blocks of Linears."""
+    b = Builder(mode=mode)
+    x = b.input((2, 8))
+    b.module("enc", BLOCK)
+    b.module("enc.l0", LINEAR, states={"weight": (8, 8), "bias": (8,)})
+    b.module("enc.l1", LINEAR, states={"weight": (8, 8), "bias": (8,)})
+    b.module("dec", OTHER_BLOCK if ambiguous else BLOCK)
+    b.module("dec.l0", LINEAR, states={"weight": (8, 8), "bias": (8,)})
+    h = b.op("enc.l0", "linear", [x], [(2, 8)], states=["weight", "bias"])
+    e = b.op("enc.l1", "linear", [h], [(2, 8)], states=["weight", "bias"])
+    d = b.op("dec.l0", "linear", [e], [(2, 8)], states=["weight", "bias"])
+    y = b.op("", "add", [d, x], [(2, 8)])
+    b.set_boundary("enc", inputs=[x], outputs=[e])
+    b.set_boundary("dec", inputs=[e], outputs=[d])
+    b.set_boundary("enc.l0", inputs=[x], outputs=[h])
+    return b.build(outputs=[y])
+
+
+def attn(mode: str = "graph") -> Inventory:
+    """q, k projections -> matmul -> softmax -> matmul_1 (with the input) inside `attn`."""
+    b = Builder(mode=mode)
+    x = b.input((2, 8))
+    b.module("attn", ATTN)
+    b.module("attn.q", LINEAR, states={"weight": (8, 8)})
+    b.module("attn.k", LINEAR, states={"weight": (8, 8)})
+    q = b.op("attn.q", "linear", [x], [(2, 8)], states=["weight"])
+    k = b.op("attn.k", "linear", [x], [(2, 8)], states=["weight"])
+    s = b.op("attn", "matmul", [q, k], [(2, 2)])
+    p = b.op("attn", "softmax", [s], [(2, 2)])
+    o = b.op("attn", "matmul", [p, x], [(2, 8)])
+    return b.build(outputs=[o])
+
+
+def cnn(mode: str = "graph") -> Inventory:
+    """conv -> bn -> relu -> max_pool -> flatten -> fc."""
+    b = Builder(mode=mode)
+    x = b.input((1, 3, 8, 8))
+    b.module("conv", CONV, states={"weight": (4, 3, 3, 3), "bias": (4,)})
+    b.module("bn", BN, states={"weight": (4,), "bias": (4,), "running_mean": (4,), "running_var": (4,)})
+    b.module("relu", RELU)
+    b.module("pool", ("torch.nn.modules.pooling.MaxPool2d", "MaxPool2d", ("torch.nn.MaxPool2d",)))
+    b.module("flatten", ("torch.nn.modules.flatten.Flatten", "Flatten", ("torch.nn.Flatten",)))
+    b.module("fc", LINEAR, states={"weight": (10, 64), "bias": (10,)})
+    h = b.op("conv", "conv2d", [x], [(1, 4, 8, 8)], states=["weight", "bias"])
+    h = b.op("bn", "batch_norm", [h], [(1, 4, 8, 8)], states=["weight", "bias", "running_mean", "running_var"])
+    h = b.op("relu", "relu", [h], [(1, 4, 8, 8)])
+    h = b.op("pool", "max_pool2d", [h], [(1, 4, 4, 4)])
+    h = b.op("flatten", "flatten", [h], [(1, 64)])
+    y = b.op("fc", "linear", [h], [(1, 10)], states=["weight", "bias"])
+    return b.build(outputs=[y])
+
+
+def concat(mode: str = "graph") -> Inventory:
+    """a(x), b(x) -> cat -> c."""
+    b = Builder(mode=mode)
+    x = b.input((2, 8))
+    for m in ("a", "b"):
+        b.module(m, LINEAR, states={"weight": (8, 8)})
+    b.module("c", LINEAR, states={"weight": (4, 16)})
+    ya = b.op("a", "linear", [x], [(2, 8)], states=["weight"])
+    yb = b.op("b", "linear", [x], [(2, 8)], states=["weight"])
+    y = b.op("", "cat", [ya, yb], [(2, 16)])
+    out = b.op("c", "linear", [y], [(2, 4)], states=["weight"])
+    return b.build(outputs=[out])
+
+
+def tied(mode: str = "graph", head_first: bool = False) -> Inventory:
+    """embed (int64 indices) -> head, where head reads embed.weight (tied)."""
+    b = Builder(mode=mode)
+    ids = b.input((2, 5), dtype="int64")
+    if head_first:
+        b.module("head", LINEAR)
+    b.module("embed", EMB, states={"weight": (16, 8)})
+    if not head_first:
+        b.module("head", LINEAR)
+    h = b.op("embed", "embedding", [ids], [(2, 5, 8)], states=["weight"])
+    y = b.op("head", "linear", [h], [(2, 5, 16)], states={"weight": "embed.weight"})
+    return b.build(outputs=[y])
+
+
+def views(mode: str = "graph") -> Inventory:
+    """fc0 -> view -> (fc1, fc2); fc3 reads fc0 directly (pass-through transparency)."""
+    b = Builder(mode=mode)
+    x = b.input((2, 8))
+    for m in ("fc0", "fc1", "fc2", "fc3"):
+        b.module(m, LINEAR, states={"weight": (8, 8)})
+    h = b.op("fc0", "linear", [x], [(2, 8)], states=["weight"])
+    v = b.op("", "view", [h], [(2, 8)])
+    y1 = b.op("fc1", "linear", [v], [(2, 8)], states=["weight"])
+    y2 = b.op("fc2", "linear", [v], [(2, 8)], states=["weight"])
+    y3 = b.op("fc3", "linear", [h], [(2, 8)], states=["weight"])
+    return b.build(outputs=[y1, y2, y3])
+
+
+def deconv(mode: str = "graph") -> Inventory:
+    """conv_transpose2d then layer_norm (axis defaults per op type)."""
+    b = Builder(mode=mode)
+    x = b.input((1, 4, 4, 4))
+    b.module("up", ("torch.nn.modules.conv.ConvTranspose2d", "ConvTranspose2d", ("torch.nn.ConvTranspose2d",)),
+             states={"weight": (4, 6, 2, 2)})
+    b.module("norm", ("torch.nn.modules.normalization.LayerNorm", "LayerNorm", ("torch.nn.LayerNorm",)),
+             states={"weight": (8,), "bias": (8,)})
+    h = b.op("up", "conv_transpose2d", [x], [(1, 6, 8, 8)], states=["weight"])
+    y = b.op("norm", "layer_norm", [h], [(1, 6, 8, 8)], states=["weight", "bias"])
+    return b.build(outputs=[y])
+
+
+MODELS = {"mlp": mlp, "nested": nested, "attn": attn, "cnn": cnn, "concat": concat, "tied": tied,
+          "views": views, "deconv": deconv}

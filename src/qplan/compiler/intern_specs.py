@@ -74,7 +74,7 @@ def _provenance(state: State, e: Entry) -> Provenance:
     o = e.opinion
     span = state.span(o.parts)
     rule = state.path(o.parts)
-    beaten = [state.path(p) for p in (*e.extra_beaten, *o.beaten)]
+    beaten = [state.path(p) for p in (*o.beaten, *e.extra_beaten)]
     return Provenance(
         rule=rule,
         source=f"{span.file}:{span.line}" if span is not None else None,

@@ -3,8 +3,9 @@
 The quantized inputs and the quantized output of a value-preserving op (cat, pools, flatten,
 mean) share one qparams set; declined slots stay float. Sharing is transitive (cat -> max_pool
 -> ...), so groups are built with union-find over the fake-quants, in one pass over the ops.
-Only fake-quants with the same resolved spec and schedule can share qparams; the others keep
-their own. Group ids (``g0``, ``g1``, ...) follow the entry order.
+The op's output takes part only through its own output fake-quant (role ``output``): a reader
+that re-quantizes a declined output with its own spec does not join. Only fake-quants with the
+same resolved spec and schedule share qparams; the others keep their own. Group ids (``g0``, ``g1``, ...) follow the entry order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def share_qparams(state: State) -> State:
     for n, e in enumerate(entries):
         for r in e.readers:
             by_reader[r] = n
-        by_source.setdefault(e.source, []).append(n)
+        if e.role == "output":
+            by_source.setdefault(e.source, []).append(n)
 
     parent = list(range(len(entries)))
 
