@@ -154,12 +154,10 @@ def _schedule(draw: st.DrawFn) -> dict:
     eo = draw(_v([0, 1, 2, 4], [-3, -1]))
     ef = eo + draw(st.integers(0, 3))
     out: dict[str, Any] = {}
-    if eo or draw(st.booleans()):
+    if eo != 0 or draw(st.booleans()):  # an omitted field is its default, 0
         out["enable_observer"] = eo
-    if ef != eo or draw(st.booleans()):
+    if ef != 0 or draw(st.booleans()):
         out["enable_fake_quant"] = ef
-    if ef != eo and "enable_observer" not in out:
-        out["enable_observer"] = eo
     if draw(st.booleans()):
         out["disable_observer"] = None if draw(st.booleans()) else ef + draw(st.integers(1, 3))
     return {**out, **draw(_v([{}], [{"enable_observer": True}, {"disable_observer": "3"}, {"enable_observr": 1}]))}
