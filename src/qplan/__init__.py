@@ -18,6 +18,7 @@ from qplan.schema import (
     QuantizerConfig,
 )
 from qplan.schema.loader import load_config
+from qplan.compiler.plan import load_plan  # noqa: F401  (read a plan file for the runtime)
 
 __all__ = [
     "ConfigError",

@@ -81,6 +81,28 @@ class Interceptor(EagerOpNamer):
         self.side: dict[int, tuple[torch.Tensor, dict[int, torch.Tensor]]] = {}
         self.in_actions: tuple[tuple[int, nn.Module, int], ...] = ()  # (model input i, fake-quant, side)
         self.out_subs: tuple[tuple[int, int], ...] = ()  # (model output j, side entry)
+        # (owner module, table, attribute, canonical fqn) of every parameter/buffer the namer knows
+        fqn_of = dict(self._builder.param_fqn)
+        self._slots = [
+            (mod, table, attr, fqn_of[id(t)])
+            for mod in model.modules()
+            for table in ("_parameters", "_buffers")
+            for attr, t in getattr(mod, table).items()
+            if t is not None and id(t) in fqn_of
+        ]
+
+    def _refresh_params(self) -> None:
+        """Re-key the namer's parameter table by the tensors the modules hold now.
+
+        ``.to()`` replaces buffers and ``torch.export`` swaps every parameter and buffer for a fake
+        tensor; the namer recognises parameters by identity, so it must see the current objects.
+        """
+        table = self._builder.param_fqn
+        table.clear()
+        for mod, kind, attr, fqn in self._slots:
+            t = getattr(mod, kind).get(attr)
+            if t is not None:
+                table.setdefault(id(t), fqn)
 
     def __deepcopy__(self, memo: dict) -> None:
         return None  # rebuilt for the copy on its first forward (see `_forward`)
@@ -167,6 +189,7 @@ class Interceptor(EagerOpNamer):
     # --------------------------------------------------------------------------------- model call
     def run(self, forward: Callable, args: tuple, kwargs: dict) -> Any:
         self.side.clear()
+        self._refresh_params()
         try:
             if self.in_actions:
                 flat, spec = pytree.tree_flatten((args, kwargs))

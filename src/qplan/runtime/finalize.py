@@ -171,7 +171,9 @@ def _replace_param(root: nn.Module, fqn: str, q: torch.Tensor | None) -> None:
 
 
 def _finalize_graph(quantizer: Quantizer) -> nn.Module:
-    gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
+    with warnings.catch_warnings():  # torch's own pytree deprecation, raised while copying the GraphModule
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
     for n in list(gm.graph.nodes):  # unused get_attr nodes (aliases of tied weights)
         if n.op == "get_attr" and not n.users:
             gm.graph.erase_node(n)

@@ -154,10 +154,12 @@ def _entry_problem(e: QuantizerEntry, inv: Inventory, ops: dict[str, Op]) -> str
             return f"op `{s.op}` has {len(op.outputs)} output(s), the plan reads output {s.index}"
     elif s.kind == "param":
         p = inv.parameters.get(s.fqn)
+        reader = next((r for r in e.readers if ":" in r and not r.startswith(":")), None)
+        where = f"op `{reader.rpartition(':')[0]}`: " if reader else ""
         if p is None:
-            return f"parameter `{s.fqn}` does not exist in the model"
+            return f"{where}parameter `{s.fqn}` does not exist in the model"
         if tuple(p.shape) != tuple(e.shape):
-            return f"parameter `{s.fqn}` has shape {list(p.shape)}, the plan expects {list(e.shape)}"
+            return f"{where}parameter `{s.fqn}` has shape {list(p.shape)}, the plan expects {list(e.shape)}"
     elif s.index >= len(inv.inputs):
         return f"the model has {len(inv.inputs)} input(s), the plan quantizes input {s.index}"
     for r in e.readers:

@@ -1,0 +1,264 @@
+"""End-to-end tests of the runtime: prepare, calibrate, QAT steps, finalize, save/load (SPEC §4)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from qplan import models
+from qplan.compiler import compile_plan
+from qplan.compiler.plan import encode_plan
+from qplan.diagnostics import QplanError
+from qplan.runtime.eager import FAKE_QUANTS, QplanUnknownOpWarning
+from qplan.runtime.finalize import load_program
+from qplan.runtime.graph import fake_quant_nodes
+from qplan.runtime.match import PlanMismatchError, module_name
+from qplan.runtime.quantizer import Quantizer, ScheduleError
+from qplan.schema.types import ModuleQuantizerConfig, QATSchedule, QuantizerConfig
+
+MODES = ("graph", "eager")
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _inserted(q: Quantizer) -> list[str]:
+    """Names of the fake-quant call sites / modules actually inserted in the prepared model."""
+    if q.plan.mode == "graph":
+        return [str(n.target) for n in fake_quant_nodes(q.prepared)]
+    return list(getattr(q.prepared, FAKE_QUANTS).keys())
+
+
+def _config(name: str, mode: str) -> QuantizerConfig:
+    # the transformer's attention adds a -inf mask: quantizing that sum is meaningless, so it runs W8
+    cfg = QuantizerConfig.presets.w8() if name == "transformer" else QuantizerConfig.presets.w8a8()
+    return cfg.set_execution_mode(mode)
+
+
+def _batches(args: tuple, n: int, seed: int) -> list[tuple]:
+    g = torch.Generator().manual_seed(seed)
+    x = args[0]
+    if x.is_floating_point():
+        return [(torch.randn(x.shape, generator=g),) for _ in range(n)]
+    return [(torch.randint(0, 64, x.shape, generator=g),) for _ in range(n)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer"])
+def test_end_to_end(name: str, mode: str, tmp_path) -> None:
+    model, args = getattr(models, name)()
+    before = _snapshot(model)
+    q = Quantizer(model, _config(name, mode))
+    prepared = q.prepare(args)
+    assert isinstance(prepared, torch.fx.GraphModule) == (mode == "graph")
+
+    # exactly the plan's fake-quants, one per entry, named from their addresses
+    names = [module_name(e.address) for e in q.plan.quantizers]
+    assert len(q.plan.quantizers) > 0
+    assert sorted(_inserted(q)) == sorted(names)
+
+    q.calibration_mode()
+    assert not prepared.training
+    with torch.no_grad():
+        for b in _batches(args, 3, seed=1):
+            prepared(*b)
+
+    q.training_mode()
+    assert prepared.training
+    opt = torch.optim.SGD(prepared.parameters(), lr=1e-3)
+    for b in _batches(args, 2, seed=2):
+        out = prepared(*b)
+        out.float().pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        q.step()
+    assert q.step_count == 2
+
+    q.inference_mode()
+    with torch.no_grad():
+        ref = prepared(*args)
+    ep = q.finalize()
+    assert isinstance(ep, torch.export.ExportedProgram)
+    path = tmp_path / "model.pt2"
+    torch.export.save(ep, path)
+    loaded = load_program(path)
+    with torch.no_grad():
+        got = loaded.module()(*args)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+    # weights are stored quantized, read through dequantize ops
+    int8 = [k for k, v in ep.state_dict.items() if v.dtype == torch.int8]
+    assert int8, "no int8 weight in the finalized program"
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert any("dequantize_per_channel" in t for t in targets)
+    if name != "transformer":
+        assert "quantized_decomposed.quantize_per_tensor.default" in targets
+
+    # the user's model is untouched (values, no fake-quants, same forward)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    assert not any("fq__" in n for n, _ in model.named_modules())
+    assert "forward" not in model.__dict__
+
+
+def test_graph_and_eager_agree() -> None:
+    """Same model, same config: both modes insert the same fake-quants and compute the same values."""
+    model, args = models.mlp()
+    outs = {}
+    for mode in MODES:
+        q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode(mode))
+        p = q.prepare(args)
+        q.calibration_mode()
+        with torch.no_grad():
+            for b in _batches(args, 2, seed=3):
+                p(*b)
+        q.inference_mode()
+        with torch.no_grad():
+            outs[mode] = (sorted(_inserted(q)), p(*args))
+    assert outs["graph"][0] == outs["eager"][0]
+    torch.testing.assert_close(outs["graph"][1], outs["eager"][1], atol=1e-6, rtol=1e-6)
+    with torch.no_grad():
+        assert not torch.equal(outs["graph"][1], model(*args))  # quantization did something
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fingerprint_mismatch_names_the_op(mode: str) -> None:
+    model, args = models.mlp(n_layers=4)
+    plan = compile_plan(model, QuantizerConfig.presets.w8a8(), args, mode)
+    other, _ = models.mlp(n_layers=3)  # `layers.4` is now the last layer (10 outputs)
+    with pytest.raises(PlanMismatchError, match=r"op `layers\.4\.linear`: .*\[10, 64\]") as info:
+        Quantizer(other, plan).prepare(args)
+    assert isinstance(info.value, QplanError)
+    assert "recompile" in str(info.value)
+
+    narrow, _ = models.mlp(n_layers=4, width=32)  # same ops, other weight shapes
+    with pytest.raises(PlanMismatchError, match=r"op `layers\.0\.linear`: parameter `layers\.0\.weight`.*\[32, 16\]"):
+        Quantizer(narrow, plan).prepare(args)
+
+
+def test_plan_file_round_trip(tmp_path) -> None:
+    model, args = models.mlp()
+    plan = compile_plan(model, QuantizerConfig.presets.w8a8(), args, "graph")
+    path = tmp_path / "plan.json"
+    path.write_bytes(encode_plan(plan))
+    q = Quantizer(model, path)
+    q.prepare(args)
+    assert q.plan == plan
+    with pytest.raises(QplanError, match="already prepared"):
+        q.prepare(args)
+
+
+def _flags(q: Quantizer) -> set[tuple[int, int]]:
+    return {(int(m.observer_enabled[0]), int(m.fake_quant_enabled[0])) for m in q._unique}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_schedule_follows_step(mode: str) -> None:
+    model, args = models.mlp(n_layers=2)
+    sched = QATSchedule(enable_observer=1, enable_fake_quant=2, disable_observer=4)
+    cfg = QuantizerConfig(global_config=ModuleQuantizerConfig(qat_schedule=sched)).set_execution_mode(mode)
+    q = Quantizer(model, cfg)
+    q.prepare(args)
+    q.training_mode()
+    seen = [_flags(q)]
+    for _ in range(5):
+        q.step()
+        seen.append(_flags(q))
+    # SPEC §1.5: observer on iff 1 <= s < 4, fake-quant on iff s >= 2
+    assert seen == [{(0, 0)}, {(1, 0)}, {(1, 1)}, {(1, 1)}, {(0, 1)}, {(0, 1)}]
+    # training_mode re-applies the schedule at the current step; calibration overrides it
+    q.calibration_mode()
+    assert _flags(q) == {(1, 0)}
+    q.training_mode()
+    assert _flags(q) == {(0, 1)}
+    for switch in (q.enable_observer, q.disable_observer, q.enable_fake_quant, q.disable_fake_quant):
+        with pytest.raises(ScheduleError, match="schedule"):
+            switch()
+
+
+def test_manual_switches_and_modes_without_schedule() -> None:
+    model, args = models.mlp(n_layers=2)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8())
+    with pytest.raises(QplanError, match="prepare"):
+        q.calibration_mode()
+    p = q.prepare(args)
+    q.training_mode()
+    assert _flags(q) == {(1, 1)} and p.training
+    q.disable_observer()
+    assert _flags(q) == {(0, 1)}
+    q.disable_fake_quant()
+    assert _flags(q) == {(0, 0)}
+    with torch.no_grad():
+        torch.testing.assert_close(p(*args), model(*args))  # all off: the float model
+    q.enable_observer()
+    q.enable_fake_quant()
+    assert _flags(q) == {(1, 1)}
+    q.inference_mode()
+    assert _flags(q) == {(0, 1)} and not p.training
+
+
+class _Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.extra = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        if x[0, 0] > 0:  # data-dependent: only one branch is seen by the eager capture
+            y = self.extra(y)
+        return y
+
+
+def test_unknown_op_in_eager_is_reported_once() -> None:
+    model = _Branchy().eval()
+    neg = -torch.ones(2, 4)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode("eager"))
+    p = q.prepare((neg,))
+    assert all("extra" not in e.address for e in q.plan.quantizers)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        p(neg)
+        assert not [w for w in rec if issubclass(w.category, QplanUnknownOpWarning)]
+        with torch.no_grad():
+            out = p(torch.ones(2, 4))
+            p(torch.ones(2, 4))
+    hits = [w for w in rec if issubclass(w.category, QplanUnknownOpWarning)]
+    assert len(hits) == 1 and "`extra.linear`" in str(hits[0].message)
+    # the unknown op ran in float on the (quantized) output of `fc`
+    assert out.shape == (2, 4)
+
+
+def test_eager_prepared_model_is_a_module_that_moves_and_saves() -> None:
+    model, args = models.mlp(n_layers=2)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode("eager"))
+    p = q.prepare(args)
+    sd = p.state_dict()
+    assert any(k.startswith(f"{FAKE_QUANTS}.") and k.endswith(".scale") for k in sd)
+    fq_params = {id(t) for m in getattr(p, FAKE_QUANTS).values() for t in m.buffers()}
+    assert fq_params  # buffers registered under the model
+    clone = copy.deepcopy(p)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(*args), p(*args))
+    assert clone.__dict__["_qplan_interceptor"] is not p.__dict__["_qplan_interceptor"]
+
+
+def test_w8_program_is_a_quarter_of_float(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = models.MLP(n_layers=4, width=256).eval()
+    args = (torch.randn(8, 16),)
+    q = Quantizer(model, QuantizerConfig.presets.w8())
+    q.prepare(args)
+    q.inference_mode()
+    quant, flt = tmp_path / "w8.pt2", tmp_path / "float.pt2"
+    torch.export.save(q.finalize(), quant)
+    torch.export.save(torch.export.export(model, args), flt)
+    ratio = quant.stat().st_size / flt.stat().st_size
+    assert ratio < 0.35, ratio
