@@ -63,7 +63,7 @@ def check_case(case: dict) -> None:
         q = by_address[address]
         for key, want in facts.items():
             if key == "spec":
-                got = msgspec.to_builtins(plan.specs[q.spec])
+                got = msgspec.json.decode(msgspec.json.encode(plan.specs[q.spec]))
                 for k, v in want.items():
                     assert got[k] == v, f"{address}: spec.{k} is {got[k]!r}, expected {v!r}"
             elif key in ("rule", "at", "beaten", "defaulted"):

@@ -17,7 +17,7 @@ so a nested module's boundary overrides its ancestor's on the reads inside it.
 from __future__ import annotations
 
 from qplan.compiler.plan import Decision
-from qplan.compiler.state import Opinion, Read, State, describe_spec
+from qplan.compiler.state import Opinion, Read, State, concrete_spec, describe_spec
 
 __all__ = ["apply_boundaries"]
 
@@ -36,6 +36,7 @@ def apply_boundaries(state: State) -> State:
             if found is None or src is None:
                 continue
             key, spec = found
+            spec = concrete_spec(spec, "activation")
             r = state.root.get(src, src)
             readers = [x for x, mod in state.readers_of_root.get(r, ()) if mod is not None and _inside(mod, m.path)]
             op = Opinion(spec=spec, parts=(*parts, "module_input_spec", key), module=m.path)
@@ -45,6 +46,7 @@ def apply_boundaries(state: State) -> State:
             if found is None or src is None:
                 continue
             key, spec = found
+            spec = concrete_spec(spec, "activation")
             r = state.root.get(src, src)
             readers = [x for x, mod in state.readers_of_root.get(r, ()) if mod is None or not _inside(mod, m.path)]
             op = Opinion(spec=spec, parts=(*parts, "module_output_spec", key), module=m.path)
@@ -53,7 +55,7 @@ def apply_boundaries(state: State) -> State:
             found = _lookup(cfg.module_state_spec, name)
             if found is None or not state.is_float(fqn):
                 continue
-            key, spec = found
+            key, spec = found[0], concrete_spec(found[1], "state")
             state.state_override[fqn] = Opinion(spec=spec, parts=(*parts, "module_state_spec", key), module=m.path)
             state.decisions.append(
                 Decision(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from qplan.compiler import _optable
 from qplan.compiler.codes import diagnostic
-from qplan.compiler.state import FLOAT_DTYPES, ModuleChoice, Opinion, OpRule, Parts, Rule, State
+from qplan.compiler.state import FLOAT_DTYPES, concrete_spec, ModuleChoice, Opinion, OpRule, Parts, Rule, State
 from qplan.schema.types import OpQuantizerConfig, QuantizationSpec
 from qplan.suggest import did_you_mean
 
@@ -142,6 +142,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
         if found is None:
             return None
         key, spec, star_beaten = found
+        spec = concrete_spec(spec, "state" if fieldname == "op_state_spec" else "activation")
         parts = (*orule.parts, fieldname, key)
         beaten = ((*orule.parts, fieldname, "*"),) + orule.beaten if star_beaten else orule.beaten
         return Opinion(spec=spec, parts=parts, beaten=beaten, defaulted=defaulted[fieldname], module=op.module)

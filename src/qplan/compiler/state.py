@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec.structs import replace as _replace
+
 from qplan.compiler.inventory import Inventory, Op
 from qplan.compiler.plan import Decision
 from qplan.diagnostics import Diagnostic, Span
@@ -35,7 +37,7 @@ from qplan.schema.types import (
     QuantizerConfig,
 )
 
-__all__ = ["Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec"]
+__all__ = ["Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec", "concrete_spec"]
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 """Tensor dtypes that can be fake-quantized; integer tensors (indices, masks) never are."""
@@ -212,6 +214,17 @@ class State:
     def is_float(self, address: str) -> bool:
         info = self.tensor.get(address)
         return info is not None and info[1] in FLOAT_DTYPES
+
+
+_CALC = {"activation": "moving_average", "state": "static"}
+
+
+def concrete_spec(spec: QuantizationSpec | None, kind: str) -> QuantizationSpec | None:
+    """`spec` with qparam_calculator_cls `default` made concrete for `kind` (`activation` or
+    `state`), so that specs that quantize the same way compare equal."""
+    if spec is None or spec.qparam_calculator_cls != "default":
+        return spec
+    return _replace(spec, qparam_calculator_cls=_CALC[kind])
 
 
 def describe_spec(spec: QuantizationSpec | None) -> str:
