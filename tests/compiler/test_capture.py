@@ -252,3 +252,58 @@ def test_bad_arguments_are_clear_errors():
         capture(object(), args)
     with pytest.raises(CaptureError, match="tuple of positional"):
         capture(model, {"x": args[0]})
+
+
+def test_rebind_points_maps_into_the_unlifted_module():
+    model, args = models.transformer()
+    g = capture(model, args, "graph")
+    gm = g.exported.module()
+    r = g.rebind(gm)
+    nodes = set(gm.graph.nodes)
+    assert all(n in nodes for n in r.nodes.values())
+    assert all(c in nodes and x in nodes for edges in r.input_edges.values() for c, x in edges)
+    w = r.param_nodes["embed.weight"]  # tied with head.weight: one node under the inventory's fqn
+    assert w.op == "get_attr" and g.param_aliases["head.weight"] == "embed.weight"
+    assert r.value_nodes[":in0"].op == "placeholder"
+    ((consumer, arg),) = r.input_edges["head.linear:in0"]
+    assert consumer is r.nodes["head.linear"] and arg is r.nodes["ln_f.layer_norm"]
+
+
+class Composite(nn.Module):
+    """Constructs export decomposes or renames, and ops outside the op table."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16)
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.ct = nn.ConvTranspose2d(2, 3, 2)
+        self.gn = nn.GroupNorm(1, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x, img):
+        a, b = self.fc(x).chunk(2, -1)  # multi-output pass-through
+        v, i = torch.max(a, -1)  # unknown op with a float and an int output
+        w = torch.where(a > 0, a, b)
+        y = self.pool(self.gn(self.ct(img))).view(img.size(0), -1)
+        z = F.hardswish(w) + F.leaky_relu(b, 0.1) + F.normalize(self.drop(a), dim=-1)
+        att = self.mha(x[None], x[None], x[None], need_weights=False)[0]
+        return z.sum(-1) + v + y.mean(), i, torch.stack([a, b]), att
+
+
+def test_decomposed_and_unknown_ops():
+    model = Composite().train()  # dropout in training mode is still a pass-through
+    g, _ = both(model, (torch.randn(2, 8), torch.randn(1, 2, 4, 4)))
+    ops = ops_by_name(g.inventory)
+    assert [i.source for i in ops["max"].inputs] == ["fc.linear:out0"]  # through chunk
+    assert [o.dtype for o in ops["max"].outputs] == ["float32", "int64"]
+    assert g.inventory.outputs[1] == "max:out1"
+    assert ops["normalize"].inputs[0].source == "fc.linear:out0"  # 4 aten nodes, one op
+    assert len(g.op_nodes["normalize"]) > 1
+    assert ops["where"].inputs[0].source is None  # `a > 0` is a bool: untracked
+    assert ops["ct.conv_transpose2d"].states == {"weight": "ct.weight", "bias": "ct.bias"}
+    mha = ops["mha.multi_head_attention_forward"]  # one op outside the table; x read once
+    assert [i.source for i in mha.inputs] == [
+        ":in0", "mha.in_proj_weight", "mha.in_proj_bias", "mha.out_proj.weight", "mha.out_proj.bias",
+    ]  # fmt: skip
+    assert "a" not in ops and "gt" not in ops  # comparisons produce bools: not listed

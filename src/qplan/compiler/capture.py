@@ -15,12 +15,13 @@ Naming rules (both modes):
 * op type = :func:`~qplan.compiler.ops.normalize_op_type` of the torch function's name
   (``Tensor.add_``/``__iadd__`` → ``add``, ``x.T`` → ``getattr``);
 * a call is a *candidate* when its class is not ``pass_through``/``ignore`` and it reads at least
-  one floating-point tensor (parameters included); a candidate that returns a tensor takes the
+  one tracked floating-point tensor (an op output, a parameter/buffer or a float model input;
+  so attention-mask arithmetic on constants and integer inputs is not listed); a candidate that returns a tensor takes the
   next name ``<module>.<op type>[_k]`` (counter per (module, op type), execution order, a module
   called twice continues its counters); it is **listed** when one of its outputs is floating;
 * **pass-through ops are not listed**: they are transparent links, their outputs carry the
   source of their first tensor argument (``linear:out0`` read through ``view``/``permute`` is
-  still ``linear:out0``). Export removes some of them (``contiguous``) and renames others
+  still ``linear:out0``), except that an integer → float conversion starts an untracked value. Export removes some of them (``contiguous``) and renames others
   (``x.T`` → ``numpy_T``), so listing them could not give equal inventories in both modes;
 * ``ignore`` ops (``arange``, ``zeros_like``, ``torch.tensor``...) and non-candidates produce
   untracked values: a reader of such a value has source ``None``;
@@ -174,7 +175,14 @@ def _is_candidate(op_type: str, args: Sequence[_Arg]) -> bool:
     info = OP_TABLE.get(op_type)
     if info is not None and info.cls in _UNLISTED:
         return False
-    return any(a.value.is_floating_point() for a in args)
+    return any(a.source is not None and a.value.is_floating_point() for a in args)
+
+
+def _through(data: _Arg | None, out: Any) -> str | None:
+    """Source of a pass-through output: its data input's, except for integer → float conversions."""
+    if data is None or (not data.value.is_floating_point() and out.is_floating_point()):
+        return None
+    return data.source
 
 
 class _Builder:
@@ -483,9 +491,10 @@ class EagerOpNamer(TorchFunctionMode):
         info = OP_TABLE.get(call.op_type)
         if call.name is None:
             if info is not None and info.cls == "pass_through" and call.inputs:
-                src = call.inputs[0].source
+                data = call.inputs[0]
+                arg = _Arg(None, data.source, data.tensor, data.loc)
                 for t in leaves:
-                    self.set_source(t, src)
+                    self.set_source(t, _through(arg, t))
             else:
                 for t in leaves:
                     if id(t) not in self._builder.param_fqn:
@@ -750,10 +759,9 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
         tensor_outs = [(nd, v) for nd, v in zip(out_nodes, leaves) if isinstance(v, torch.Tensor)]
         info = OP_TABLE.get(op_type)
         if info is not None and info.cls == "pass_through":
-            data = named[0].source if named else None
             for n in group:
                 if _is_tensor_node(n):
-                    sources[n] = data
+                    sources[n] = _through(named[0] if named else None, _val(n))
             continue
         module = _module_of(main, builder)
         if not _is_candidate(op_type, named) or not tensor_outs:
