@@ -307,3 +307,72 @@ def test_decomposed_and_unknown_ops():
         ":in0", "mha.in_proj_weight", "mha.in_proj_bias", "mha.out_proj.weight", "mha.out_proj.bias",
     ]  # fmt: skip
     assert "a" not in ops and "gt" not in ops  # comparisons produce bools: not listed
+
+
+# ---------------------------------------------------------------- real architectures (transformers)
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return pytest.importorskip("transformers")
+
+
+def ids(n=8, vocab=128):
+    return torch.randint(0, vocab, (1, n), generator=torch.Generator().manual_seed(0))
+
+
+def test_llama(hf):
+    torch.manual_seed(0)
+    cfg = hf.LlamaConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, use_cache=False, tie_word_embeddings=True, attn_implementation="eager",
+    )  # fmt: skip
+    model = hf.LlamaForCausalLM(cfg).eval()
+    g, _ = both(model, (ids(),))
+    ops = ops_by_name(g.inventory)
+    q = ops["model.layers.0.self_attn.q_proj.linear"]
+    assert q.input_address(0) == "model.layers.0.self_attn.q_proj.linear:in0"
+    assert q.states == {"weight": "model.layers.0.self_attn.q_proj.weight"}
+    assert ops["lm_head.linear"].states == {"weight": "model.embed_tokens.weight"}  # tied
+    assert ops["model.layers.1.mlp.act_fn.silu"].inputs[0].source == "model.layers.1.mlp.gate_proj.linear:out0"
+    assert ops["model.layers.0.self_attn.softmax"].op_type == "softmax"
+    # RMSNorm is python code: its ops belong to the norm module, the weight is a state by attribute
+    assert ops["model.norm.mul_1"].states == {"weight": "model.norm.weight"}
+    assert g.inventory.outputs == ("lm_head.linear:out0",)
+    # the causal mask is arithmetic on constants: not listed, and the attention add reads it as None
+    assert not [op for op in g.inventory.ops if all(i.source is None for i in op.inputs)]
+
+
+def test_gpt2_conv1d_is_addmm(hf):
+    torch.manual_seed(0)
+    cfg = hf.GPT2Config(
+        vocab_size=128, n_embd=32, n_layer=1, n_head=4, n_positions=32, use_cache=False,
+        attn_implementation="eager", bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    g, _ = both(hf.GPT2LMHeadModel(cfg).eval(), (ids(),))
+    ops = ops_by_name(g.inventory)
+    c_attn = ops["transformer.h.0.attn.c_attn.addmm"]
+    assert c_attn.states == {"bias": "transformer.h.0.attn.c_attn.bias", "weight": "transformer.h.0.attn.c_attn.weight"}
+    assert [i.source for i in ops["transformer.h.0.attn.matmul"].inputs] == [
+        "transformer.h.0.attn.c_attn.addmm:out0", "transformer.h.0.attn.c_attn.addmm:out0",
+    ]  # q and k are two slices of one output  # fmt: skip
+
+
+def test_bert_with_padding_mask(hf):
+    torch.manual_seed(0)
+    cfg = hf.BertConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=32, attn_implementation="eager",
+    )  # fmt: skip
+    model = hf.BertForSequenceClassification(cfg).eval()
+    mask = torch.ones(1, 8, dtype=torch.long)
+    mask[0, -2:] = 0  # with padding, transformers builds the mask in both modes (module docstring)
+    g, _ = both(model, (ids(), mask))
+    ops = ops_by_name(g.inventory)
+    emb = ops["bert.embeddings.word_embeddings.embedding"]
+    assert emb.inputs[0].source == ":in0" and emb.inputs[0].dtype == "int64"
+    tok = ops["bert.embeddings.token_type_embeddings.embedding"]
+    assert tok.states == {"weight": "bert.embeddings.token_type_embeddings.weight"}  # int buffer: not a state
+    add = ops["bert.encoder.layer.0.attention.self.add"]
+    assert add.inputs[1].source is None  # the mask built from the int input is untracked
+    assert ops["classifier.linear"].inputs[0].source == "bert.pooler.activation.tanh:out0"
