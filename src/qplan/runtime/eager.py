@@ -20,14 +20,16 @@ and ``parameters()``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import types
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils import _pytree as pytree
 
 from qplan.compiler.capture import EagerOpNamer, OpCall
@@ -81,28 +83,82 @@ class Interceptor(EagerOpNamer):
         self.side: dict[int, tuple[torch.Tensor, dict[int, torch.Tensor]]] = {}
         self.in_actions: tuple[tuple[int, nn.Module, int], ...] = ()  # (model input i, fake-quant, side)
         self.out_subs: tuple[tuple[int, int], ...] = ()  # (model output j, side entry)
-        # (owner module, table, attribute, canonical fqn) of every parameter/buffer the namer knows
+        # (table, attribute, canonical fqn) of every model parameter/buffer the namer knows; the
+        # fake-quants' own buffers are not tracked (no op of the model reads them)
         fqn_of = dict(self._builder.param_fqn)
+        skip = {id(m) for m in getattr(model, FAKE_QUANTS).modules()} if hasattr(model, FAKE_QUANTS) else set()
         self._slots = [
-            (mod, table, attr, fqn_of[id(t)])
+            (table, attr, fqn_of[id(t)])
             for mod in model.modules()
-            for table in ("_parameters", "_buffers")
-            for attr, t in getattr(mod, table).items()
+            if id(mod) not in skip
+            for table in (mod._parameters, mod._buffers)
+            for attr, t in table.items()
             if t is not None and id(t) in fqn_of
         ]
+        self._held = [table.get(attr) for table, attr, _ in self._slots]
+        self._refresh_params(force=True)
 
-    def _refresh_params(self) -> None:
+    def _refresh_params(self, force: bool = False) -> None:
         """Re-key the namer's parameter table by the tensors the modules hold now.
 
         ``.to()`` replaces buffers and ``torch.export`` swaps every parameter and buffer for a fake
         tensor; the namer recognises parameters by identity, so it must see the current objects.
         """
-        table = self._builder.param_fqn
-        table.clear()
-        for mod, kind, attr, fqn in self._slots:
-            t = getattr(mod, kind).get(attr)
+        held = self._held
+        if not force:
+            for k, (table, attr, _) in enumerate(self._slots):
+                if table.get(attr) is not held[k]:
+                    break
+            else:
+                return
+        table_ids = self._builder.param_fqn
+        table_ids.clear()
+        for k, (table, attr, fqn) in enumerate(self._slots):
+            t = held[k] = table.get(attr)
             if t is not None:
-                table.setdefault(id(t), fqn)
+                table_ids.setdefault(id(t), fqn)
+
+    # ---------------------------------------------------------------- lighter namer bookkeeping
+    # The capture's namer also records an inventory (Op records, module boundaries) on every
+    # forward; the runtime needs only names and sources, so these two methods skip the records.
+    @contextlib.contextmanager
+    def session(self, args: Any) -> Iterator[Interceptor]:
+        """One forward: fresh counters and sources, global module hooks (two registrations instead
+        of two per module), this mode on."""
+        self._builder.counters.clear()
+        self._sources.clear()
+        self._stack.clear()
+        for i, t in enumerate(t for t in pytree.tree_leaves(tuple(args)) if isinstance(t, torch.Tensor)):
+            self.set_source(t, f":in{i}")
+        pre = register_module_forward_pre_hook(self._pre_hook)
+        post = register_module_forward_hook(self._post_hook, always_call=True)
+        try:
+            with self:
+                yield self
+        finally:
+            pre.remove()
+            post.remove()
+            self._stack.clear()
+            self._sources.clear()
+
+    def _finish(self, call: OpCall, out: Any) -> None:
+        if call.name is None:  # pass-through and untracked values: the namer's own rules
+            super()._finish(call, out)
+            return
+        if isinstance(out, torch.Tensor):
+            leaves = [out]
+        else:
+            leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+            if not leaves:
+                return
+        self._builder.commit_name(call.module, call.op_type)
+        if not any(t.is_floating_point() for t in leaves):
+            for t in leaves:
+                self.set_source(t, None)
+            return
+        name = call.name
+        for j, t in enumerate(leaves):
+            self.set_source(t, f"{name}:out{j}")
 
     def __deepcopy__(self, memo: dict) -> None:
         return None  # rebuilt for the copy on its first forward (see `_forward`)
