@@ -104,3 +104,14 @@ def test_console_script_piped_output_is_plain(files: dict[str, str]) -> None:
     assert proc.returncode == 1
     assert proc.stdout.startswith(f"{files['bad.yaml']}:2:19: error[invalid-value]") and "\x1b[" not in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_reads_stdin_and_never_treats_a_path_as_text(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(BAD))
+    assert main(["validate", "-"]) == 1
+    assert capsys.readouterr().out.startswith("<stdin>:2:19: error[invalid-value]")
+    assert main(["validate", "no_suffix_and_missing"]) == 2  # a path, even without a .yaml suffix
+    assert "error[unreadable-file]" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from qplan.diagnostics import ConfigError, Diagnostic, QplanError
@@ -67,8 +68,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     diagnostics: list[Diagnostic] = []
     unreadable = False
     for path in args.configs:
+        source = sys.stdin if path == "-" else Path(path)
         try:
-            diagnostics += load_config(path).warnings
+            diagnostics += load_config(source, name="<stdin>" if path == "-" else path).warnings
         except ConfigError as e:
             diagnostics += e.diagnostics
             unreadable |= any(d.code in UNREADABLE_CODES for d in e.diagnostics)
@@ -87,7 +89,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from qplan.render import FORMATS
 
     p = sub.add_parser("validate", help="check config files; exit 1 when any has errors")
-    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML or JSON config files")
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML or JSON config files (`-` reads stdin)")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="diagnostic format (default: full on a terminal, concise otherwise)")
     p.set_defaults(run=_cmd_validate)
@@ -131,6 +133,12 @@ def _add_explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return add_explain(sub)
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qplan.demo_report import add_demo
+
+    return add_demo(sub)
+
+
 # -- entry point ------------------------------------------------------------------------------
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = [
     _add_schema,
@@ -139,6 +147,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser
     _add_compile_plan,
     _add_diff,
     _add_explain,
+    _add_demo,
 ]
 
 

@@ -69,10 +69,11 @@ def _concise(diagnostics: list[Diagnostic], _sources: _Sources, color: bool) -> 
         return "".join(d.concise() + "\n" for d in diagnostics)
     text = Text()
     for d in diagnostics:
-        if d.span:
-            text.append(f"{d.span}: ", style="bold")
-        text.append(f"{d.level}[{d.code}]", style=_STYLE[d.level])
-        text.append(" " + d.concise().split(f"{d.level}[{d.code}] ", 1)[1] + "\n")
+        where = f"{d.span}: " if d.span else ""
+        label = f"{d.level}[{d.code}]"
+        text.append(where, style="bold")
+        text.append(label, style=_STYLE[d.level])
+        text.append(d.concise()[len(where) + len(label):] + "\n")
     return _ansi(text)
 
 

@@ -79,7 +79,6 @@ def config_schema() -> dict[str, Any]:
         defs[name].setdefault("description", (cls.__doc__ or "").strip())
     return {
         "$schema": DRAFT,
-        "$id": "https://qplan.invalid/schema/config.json",
         "title": "qplan config",
         "description": "A qplan quantization config document (SPEC §1.1).",
         "type": "object",

@@ -123,7 +123,11 @@ class _Walker:
     # -- document -------------------------------------------------------------------------
     def document(self, doc: Any) -> Any:
         if not isinstance(doc, dict):
-            self.report("invalid-type", f"the top level must be a mapping with `quantization_config`, got {self.found(doc, ())}", ())
+            hint = None
+            if isinstance(doc, str) and "\n" not in doc.strip():
+                hint = f"if `{doc.strip()}` is a file name, no such file exists"
+            self.report("invalid-type", f"the top level must be a mapping with `quantization_config`, got {self.found(doc, ())}",
+                        (), help=hint)
             return INVALID
         self.unknown_keys(doc, TOP_LEVEL_KEYS, (), "at the top level")
         if "$schema" in doc and not isinstance(doc["$schema"], str):
