@@ -376,3 +376,37 @@ def test_bert_with_padding_mask(hf):
     add = ops["bert.encoder.layer.0.attention.self.add"]
     assert add.inputs[1].source is None  # the mask built from the int input is untracked
     assert ops["classifier.linear"].inputs[0].source == "bert.pooler.activation.tanh:out0"
+
+
+class Broken(nn.Module):
+    def forward(self, x):
+        return x @ torch.ones(3, 3)  # shapes do not match
+
+
+def test_model_errors_are_capture_errors():
+    for mode in ("graph", "eager"):
+        with pytest.raises(CaptureError, match="Broken"):
+            capture(Broken(), (torch.randn(2, 4),), mode)
+
+
+class GradBlocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = self.fc(x).relu()
+        with torch.autocast("cpu", enabled=False):
+            z = self.fc2(y)
+        return z + 1
+
+
+def test_no_grad_and_autocast_blocks_are_walked():
+    g, _ = both(GradBlocks(), (torch.randn(2, 4),))
+    assert [op.name for op in g.inventory.ops] == ["fc.linear", "relu", "fc2.linear", "add"]
+    assert ops_by_name(g.inventory)["add"].inputs[0].source == "fc2.linear:out0"
+    assert g.nodes["fc.linear"].graph is not g.exported.graph  # inside the wrapper's body
+    mods = {m.path: m for m in g.inventory.modules}
+    assert mods["fc2"].inputs == ("relu:out0",) and mods["fc2"].outputs == ("fc2.linear:out0",)

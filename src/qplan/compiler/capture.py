@@ -6,7 +6,9 @@
 * ``"graph"``: ``torch.export.export(model, args, strict=False)``. Aten nodes are grouped into
   *torch-level calls* by ``node.meta["torch_fn"]`` (the torch function that emitted them), so
   a call that export decomposes (``2 / x`` → reciprocal + mul, ``F.normalize`` → 4 nodes) is
-  still one op; the module path comes from ``node.meta["nn_module_stack"]``.
+  still one op; the module path comes from ``node.meta["nn_module_stack"]``. Export wraps
+  ``with torch.no_grad():`` / ``torch.autocast`` blocks into higher-order ops with a submodule
+  body; capture walks those bodies as if inline (their nodes live in the submodule's graph).
 * ``"eager"``: one real forward under :class:`EagerOpNamer`, a ``TorchFunctionMode`` that sees
   the outermost torch-level calls, plus forward (pre-)hooks that keep the module stack.
 
@@ -73,6 +75,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from qplan.compiler.inventory import Inventory, ModuleInfo, Op, TensorRef
+from qplan.diagnostics import QplanError
 from qplan.compiler.ops import ARG_ALIASES, OP_TABLE, normalize_op_type
 
 __all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError"]
@@ -81,7 +84,7 @@ Mode = Literal["graph", "eager"]
 _UNLISTED = ("pass_through", "ignore")
 
 
-class CaptureError(ValueError):
+class CaptureError(QplanError, ValueError):
     """The model cannot be captured in the requested mode (the message says why)."""
 
 
@@ -121,6 +124,11 @@ def _import_paths(cls: type) -> tuple[str, ...]:
         if mod is not None and getattr(mod, cls.__qualname__, None) is cls:
             found.append(f"{'.'.join(parts[:k])}.{cls.__qualname__}")
     return tuple(found)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def _attr_name(fqn: str) -> str:
@@ -533,6 +541,8 @@ def _capture_eager(model: nn.Module, args: tuple) -> Capture:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), namer.session(args):
             out = model(*args)
             outputs = tuple(namer.source_of(t) for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
+    except Exception as e:  # noqa: BLE001 - the model's own error, reported once
+        raise CaptureError(f"the forward of `{_class_path(type(model))}` failed: {_first_line(e)}") from e
     finally:
         with torch.no_grad():
             for k, v in model.named_buffers():
@@ -641,7 +651,7 @@ def _groups(graph: torch.fx.Graph) -> list[list[torch.fx.Node]]:
             owner[node.args[0]].append(node)
             owner[node] = owner[node.args[0]]
             continue
-        key = _group_key(node)
+        key = _group_key(node) if _wrapped_subgraph(node) is None else object()
         if key is not None and key == last_key and groups:
             groups[-1].append(node)
         else:
@@ -649,6 +659,25 @@ def _groups(graph: torch.fx.Graph) -> list[list[torch.fx.Node]]:
         owner[node] = groups[-1]
         last_key = key
     return groups
+
+
+_WRAPPERS = ("wrap_with_set_grad_enabled", "wrap_with_autocast")
+
+
+def _wrapped_subgraph(node: torch.fx.Node) -> tuple[int, str] | None:
+    """(operand start, submodule name) for export's grad-mode/autocast wrappers, else None.
+
+    ``with torch.no_grad():`` and ``with torch.autocast(...):`` blocks become higher-order ops
+    whose body is a submodule (``wrap_with_set_grad_enabled(False, submod_1, *operands)``).
+    """
+    if node.op != "call_function" or not isinstance(node.target, torch._ops.HigherOrderOperator):
+        return None
+    if getattr(node.target, "__name__", str(node.target)) not in _WRAPPERS:
+        return None
+    for i, a in enumerate(node.args):
+        if isinstance(a, torch.fx.Node) and a.op == "get_attr":
+            return i + 1, str(a.target)
+    return None
 
 
 def _module_of(node: torch.fx.Node, builder: _Builder) -> str:
@@ -687,7 +716,8 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
             ep = torch.export.export(model, args, strict=False)
     except Exception as e:  # noqa: BLE001 - export raises many types; report one
         raise CaptureError(
-            f"torch.export failed for `{_class_path(type(model))}`: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            f"torch.export failed for `{_class_path(type(model))}`: {_first_line(e)}; "
+            "help: fix the model for torch.export, or capture with mode `eager`"
         ) from e
     graph = ep.graph
     sig = ep.graph_signature
@@ -718,7 +748,29 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
     def src(n: Any) -> str | None:
         return sources.get(n) if isinstance(n, torch.fx.Node) else None
 
-    for group in _groups(graph):
+    def walk(graph: torch.fx.Graph, owner: torch.fx.GraphModule) -> None:
+        for group in _groups(graph):
+            wrapped = _wrapped_subgraph(group[0])
+            if wrapped is not None:
+                enter(group, owner, *wrapped)
+            else:
+                visit(group)
+
+    def enter(group: list[torch.fx.Node], owner: torch.fx.GraphModule, start: int, target: str) -> None:
+        """Walk a wrapper's body as if it were inline: its placeholders alias the operands."""
+        hop = group[0]
+        sub = getattr(owner, target)
+        placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+        for ph, x in zip(placeholders, hop.args[start:]):
+            sources[ph] = src(x)
+        walk(sub.graph, sub)
+        out = next(n for n in sub.graph.nodes if n.op == "output")
+        results = list(_flat_nodes(out.args[0]))
+        for u in group[1:]:
+            if _is_getitem(u) and isinstance(u.args[1], int) and u.args[1] < len(results):
+                sources[u] = src(results[u.args[1]])
+
+    def visit(group: list[torch.fx.Node]) -> None:
         members = set(group)
         op_type, aten = _group_op_type(group)
         main = next((n for n in group if not _is_getitem(n)), group[0])
@@ -762,14 +814,14 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
             for n in group:
                 if _is_tensor_node(n):
                     sources[n] = _through(named[0] if named else None, _val(n))
-            continue
+            return
         module = _module_of(main, builder)
         if not _is_candidate(op_type, named) or not tensor_outs:
-            continue
+            return
         name = builder.peek_name(module, op_type)
         builder.commit_name(module, op_type)
         if not any(v.is_floating_point() for _, v in tensor_outs):
-            continue
+            return
         inputs, states = _classify(op_type, named, builder.is_param, builder.param_order)
         outputs = []
         for j, (nd, v) in enumerate(tensor_outs):
@@ -794,11 +846,14 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
             )
         )
 
+    walk(graph, ep.graph_module)
+
     # module boundaries from the tags left by the hooks
     bound: dict[str, tuple[list[str | None], list[str | None]]] = {
         p: (list(i), list(o)) for p, (i, o) in builder.first_call.items()
     }
-    for node in graph.nodes:
+    all_nodes = [n for gm in ep.graph_module.modules() if isinstance(gm, torch.fx.GraphModule) for n in gm.graph.nodes]
+    for node in all_nodes:
         for path, kind, i in node.meta.pop(_BoundaryTagger.KEY, ()):
             slots = bound[path][0 if kind == "in" else 1]
             if i < len(slots):
@@ -835,6 +890,10 @@ class Capture:
     * ``input_edges``: ``op:in<i>`` → ``(consumer node, input node)`` pairs: where that input enters
       the op's nodes (the input node may be a pass-through of the source value);
     * ``param_nodes``: parameter/buffer fqn → its placeholder.
+
+    Ops inside ``torch.no_grad()``/``autocast`` blocks have their nodes in the wrapper's
+    submodule graph (``node.graph`` is not ``exported.graph``); edges into such a body pass
+    through the submodule's placeholders.
 
     ``param_aliases`` maps every name of a parameter/buffer (tied ones have several) to the fqn
     the inventory uses. ``rebind(gm)`` re-points all maps at ``exported.module()`` (or any
