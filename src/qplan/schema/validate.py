@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import typing
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -307,8 +308,7 @@ class _Walker:
                 isinstance(key, str) and re.fullmatch(TENSOR_KEY_PATTERN, key)
             )
             if not ok:
-                self.report("invalid-key", f"tensor key `{key}` is not `\"*\"`, an index or a name", (*path, key), at="key",
-                            help='quote the wildcard: `"*"`' if key in (None, "") else None)
+                self.report("invalid-key", f"tensor key `{key}` is not `\"*\"`, an index or a name", (*path, key), at="key")
             elif str(key) in renamed:
                 self.report("duplicate-key", f"tensor key `{key}` appears twice (as an index and as a string)",
                             (*path, key), at="key")
@@ -334,7 +334,7 @@ class _Walker:
         return INVALID if self.errors != before else clean
 
     def choice(self, value: Any, t: Any, path: Path) -> Any:
-        allowed = [e.value for e in t.cls] if isinstance(t, mi.EnumType) else list(t.values)
+        allowed = [e.value for e in t.cls] if isinstance(t, mi.EnumType) else _declared_order(t.values)
         if isinstance(value, enum.Enum):
             value = value.value
         if not isinstance(value, str):
@@ -389,6 +389,28 @@ class _Walker:
                             "global_config must not set module_input_spec, module_output_spec or module_state_spec"
                         )
                         return
+
+
+def _literals(hint: Any) -> Iterator[tuple]:
+    if typing.get_origin(hint) is typing.Literal:
+        yield typing.get_args(hint)
+    for arg in typing.get_args(hint):
+        yield from _literals(arg)
+
+
+_STRUCT_TYPES = (T.QuantizerConfig, T.ModuleQuantizerConfig, T.OpQuantizerConfig, T.QuantizationSpec, T.QATSchedule,
+                 T.PerTensorGranularity, T.PerChannelGranularity, T.PerBlockGranularity)
+_DECLARED = {
+    frozenset(values): values
+    for cls in _STRUCT_TYPES
+    for hint in typing.get_type_hints(cls, include_extras=True).values()
+    for values in _literals(hint)
+}
+
+
+def _declared_order(values: tuple) -> list:
+    """Literal values in the order the types declare them (msgspec.inspect sorts them)."""
+    return list(_DECLARED.get(frozenset(values), values))
 
 
 def _tensor_value_type(t: Any) -> Any:
