@@ -79,6 +79,26 @@ def test_reference_doc_examples_mean_what_they_say() -> None:
     assert mha.op_state_spec == {"weight": QuantizationSpec(granularity=PerChannelGranularity())}
 
 
+def test_yaml_mirrors_of_python_doc_examples_equal_the_python_api() -> None:
+    import torch.nn as nn
+
+    from qplan import ModuleQuantizerConfig, QuantizerConfig
+
+    w4 = QuantizerConfig.presets.w4
+    expected = {
+        "ref_w4_without.yaml": w4().without(nn.LayerNorm, nn.Embedding, "model.lm_head"),
+        "ref_w4_only_for.yaml": w4().only_for(nn.Linear, nn.Conv2d),
+        "ref_w4_embedding_w8.yaml": w4().set_module_type(nn.Embedding, ModuleQuantizerConfig.presets.w8()),
+        "ref_qat_schedule.yaml": QuantizerConfig(
+            global_config=ModuleQuantizerConfig(
+                qat_schedule=QATSchedule(enable_observer=0, enable_fake_quant=500, disable_observer=1500)
+            )
+        ),
+    }
+    for name, config in expected.items():
+        assert load_config(EXAMPLES_DIR / name).config == config, name
+
+
 def test_demo_qat_schedule() -> None:
     config = load_config(EXAMPLES_DIR / "demo_w4a8_qat.yaml").config
     glob = config.global_config
