@@ -13,6 +13,7 @@ __all__ = [
     "op_class",
     "input_name",
     "is_int_input",
+    "state_slots",
     "weight_axis",
     "normalize_key",
     "suggest",
@@ -42,6 +43,13 @@ def input_name(op_type: str, i: int) -> str | None:
     if info.list_input:
         return info.inputs[0]
     return info.inputs[i] if i < len(info.inputs) else None
+
+
+@lru_cache(maxsize=None)
+def state_slots(op_type: str) -> tuple[str, ...]:
+    """The op table's state slots of `op_type` (`weight`, `bias`, ...); other states are custom."""
+    info = _info(op_type)
+    return info.states if info is not None else ()
 
 
 def is_int_input(op_type: str, i: int) -> bool:

@@ -10,6 +10,12 @@ never are. A null module config has no opinion on anything; a null op config dec
 tensor of the op. Inside the op config, tensor keys resolve explicit key > ``"*"`` > no opinion;
 ``null`` declines. Integer tensors are never quantized.
 
+States are the op table's state slots (``linear`` ``weight``/``bias``) plus *custom states*:
+parameters an op reads through an input slot, named after their attribute (``x * self.scale``
+is state ``scale`` of ``mul``; a Llama RMSNorm's ``self.weight * x`` is state ``weight`` of
+``mul``). The library default ``op_state_spec`` (field omitted, or equal to the default) reaches
+only the table's slots; an ``op_state_spec`` written in the config reaches custom states too.
+
 Reports ``unknown-op-type`` and, for op-level selectors, ``unmatched-selector`` and
 ``shadowed-rule``.
 """
@@ -161,9 +167,12 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
         o = opinion("op_output_spec", (str(j),))
         if o is not None:
             state.out_opinion[op.output_address(j)] = o
+    slots = _optable.state_slots(op.op_type)
     for name, fqn in op.states.items():
         if not state.is_float(fqn):
             continue
+        if name not in slots and defaulted["op_state_spec"]:
+            continue  # custom state (`x * self.scale`, RMSNorm's `weight * x`): only written specs reach it
         o = opinion("op_state_spec", (name,))
         if o is not None:
             state.state_opinion[(op.name, name)] = o
