@@ -165,7 +165,9 @@ def _decode(data: bytes, name: str) -> str:
 
 def _spans(parsed: ParsedDocument) -> dict[str, Span]:
     spans = {}
-    for path, value_span in parsed.value_spans.items():
-        key_span = parsed.key_spans.get(path)
-        spans[config_path(path)] = key_span if key_span is not None else value_span
+    for path, value in parsed.value_spans.items():
+        key = parsed.key_spans.get(path)
+        if key is not None:  # from the key to the end of the value
+            value = Span(file=value.file, line=key.line, col=key.col, end_line=value.end_line, end_col=value.end_col)
+        spans[config_path(path)] = value
     return spans

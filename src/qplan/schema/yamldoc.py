@@ -45,8 +45,8 @@ def norm_path(path: tuple) -> tuple:
 
 
 class ParsedDocument:
-    """Plain values plus, per path (a tuple of keys, see `norm_path`), the key span, the value
-    span and whether the value was left empty."""
+    """Plain values plus, per path (a tuple of keys, see `norm_path`), the span of its key, the
+    span of its value and whether the value was left empty."""
 
     def __init__(self, value: Any, name: str):
         self.value = value
@@ -218,7 +218,7 @@ class _Builder:
             if key in out:
                 self.fail(key_node, f"duplicate key `{key}`", "duplicate-key", fatal=False)
                 continue
-            self.doc.key_spans[norm_path((*path, key))] = _span(self.name, key_node.start_mark, value_node.end_mark)
+            self.doc.key_spans[norm_path((*path, key))] = _span(self.name, key_node.start_mark, key_node.end_mark)
             out[key] = self.build(value_node, (*path, key))
         if not merged:
             return out
