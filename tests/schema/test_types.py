@@ -147,6 +147,14 @@ def test_null_empty_and_omitted_fields() -> None:
     assert OpQuantizerConfig(op_input_spec=None).op_input_spec == {"*": None}
 
 
+def test_from_dict_accepts_built_values_inside_the_document() -> None:
+    w4 = ModuleQuantizerConfig.presets.w4_per_block(64)
+    doc = _doc({"global_config": w4, "module_name_configs": {"head": {"op_state_spec": {"weight": QuantizationSpec(dtype="int2")}}}})
+    c = QuantizerConfig.from_dict(doc)
+    assert c.global_config == w4
+    assert c.module_name_configs["head"].op_state_spec["weight"] == QuantizationSpec(dtype="int2")
+
+
 def test_int_tensor_keys_become_strings() -> None:
     doc = _doc({"global_config": {"op_input_spec": {0: None, "1": {"dtype": "int4"}}}})
     assert QuantizerConfig.from_dict(doc).global_config.op_input_spec == {"0": None, "1": QuantizationSpec(dtype="int4")}

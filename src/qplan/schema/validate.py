@@ -178,6 +178,8 @@ class _Walker:
             t = t.type
         if value is INVALID:
             return INVALID
+        if isinstance(value, msgspec.Struct):  # Python callers may mix built values into a document
+            value = msgspec.to_builtins(value)
         if isinstance(t, mi.UnionType):
             return self.union(value, t, path)
         if value is None:
