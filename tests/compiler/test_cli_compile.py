@@ -1,0 +1,90 @@
+"""The compile-plan, diff and explain subcommands (exit codes, files, rendering)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qplan.cli import main
+from qplan.compiler.plan import load_plan
+
+W8A8 = "quantization_config: {}\n"
+W4 = """\
+quantization_config:
+  module_name_configs:
+    "layers\\\\.0":
+      op_state_spec: {weight: {dtype: int4, granularity: {type: per_channel}}}
+"""
+
+
+@pytest.fixture
+def configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text(W8A8)
+    (tmp_path / "b.yaml").write_text(W4)
+    (tmp_path / "typo.yaml").write_text('quantization_config:\n  module_name_configs:\n    "fcc": null\n')
+    return tmp_path
+
+
+def test_compile_plan_writes_json_and_summarises(configs, capsys):
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", "p.json"]) == 0
+    out = capsys.readouterr().out
+    assert "fake-quants by dtype and role" in out and "plan written to p.json" in out
+    plan = load_plan(configs / "p.json")
+    assert plan.config.source == "a.yaml" and plan.quantizers
+    # stdout JSON (piped) is the same bytes as the file
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp"]) == 0
+    assert capsys.readouterr().out.encode() == (configs / "p.json").read_bytes()
+
+
+def test_compile_plan_never_overwrites_the_config(configs, capsys):
+    before = (configs / "a.yaml").read_text()
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", "a.yaml"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (configs / "a.yaml").read_text() == before
+
+
+def test_strict_turns_warnings_into_errors(configs, capsys):
+    assert main(["compile-plan", "typo.yaml", "--model", "qplan.models:mlp", "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [d["code"] for d in plan["diagnostics"]] == ["unmatched-selector"]
+    assert main(["compile-plan", "typo.yaml", "--model", "qplan.models:mlp", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "typo.yaml:3:5" in err and "unmatched-selector" in err
+
+
+def test_bad_model_factory_is_a_usage_error(configs, capsys):
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mpl"]) == 2
+    assert "did you mean `mlp`?" in capsys.readouterr().err
+    assert main(["compile-plan", "a.yaml", "--model", "nomodule"]) == 2
+
+
+def test_diff_plans_and_configs(configs, capsys):
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", "a.json"]) == 0
+    assert main(["compile-plan", "b.yaml", "--model", "qplan.models:mlp", "-o", "b.json"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "a.json", "a.json"]) == 0
+    assert "plans are equal" in capsys.readouterr().out
+    assert main(["diff", "a.json", "b.json"]) == 1
+    text = capsys.readouterr().out
+    assert "layers.0.weight" in text and "spec.dtype: int8 -> int4" in text
+    assert main(["diff", "a.json", "b.json", "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["equal"] is False and any(e["address"] == "layers.0.weight" for e in data["entries"])
+    assert main(["diff", "a.yaml", "b.yaml", "--model", "qplan.models:mlp", "--format", "markdown"]) == 1
+    assert "#### changed (" in capsys.readouterr().out
+    assert main(["diff", "a.yaml", "b.json"]) == 2
+    assert "pass --model" in capsys.readouterr().err
+
+
+def test_explain(configs, capsys):
+    assert main(["compile-plan", "b.yaml", "--model", "qplan.models:mlp", "-o", "b.json"]) == 0
+    capsys.readouterr()
+    assert main(["explain", "b.json", "layers.0.weight"]) == 0
+    out = capsys.readouterr().out
+    assert 'rule:    quantization_config.module_name_configs["layers\\\\.0"].op_state_spec.weight  (b.yaml:4)' in out
+    assert "| op_state_spec: {weight: {dtype: int4" in out  # the source line itself
+    assert "beat:    quantization_config.global_config" in out
+    assert main(["explain", "b.json", "layers.0.wieght"]) == 1
+    assert "did you mean `layers.0.weight`?" in capsys.readouterr().err
