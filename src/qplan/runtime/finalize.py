@@ -35,6 +35,7 @@ from torch import fx, nn
 
 from qplan.diagnostics import QplanError
 from qplan.runtime.fake_quant import FakeQuantize
+from qplan.runtime.fold import FOLD_META, materialize_folds
 
 if TYPE_CHECKING:
     from qplan.runtime.quantizer import Quantizer
@@ -174,10 +175,16 @@ def _finalize_graph(quantizer: Quantizer) -> nn.Module:
     with warnings.catch_warnings():  # torch's own pytree deprecation, raised while copying the GraphModule
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
-    for n in list(gm.graph.nodes):  # unused get_attr nodes (aliases of tied weights)
-        if n.op == "get_attr" and not n.users:
-            gm.graph.erase_node(n)
-    gm.recompile()
+    read_before = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    folds = materialize_folds(gm)
+    for node, value in folds.items():  # folded biases become constant buffers
+        if node.meta[FOLD_META] == "bias":
+            weight = next(iter(node.users)).args[1]  # the conv/linear reading the folded bias
+            stem = str(weight.target) if isinstance(weight, fx.Node) and weight.op == "call_module" else node.name
+            name = f"{stem}_folded_bias"
+            gm.register_buffer(name, value.clone())
+            with gm.graph.inserting_before(node):
+                node.replace_all_uses_with(gm.graph.get_attr(name))
     entries = {p.entry.id: p for p in quantizer.placements}
     done: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(shared fq) -> weight module (tied weights)
     for node in list(gm.graph.nodes):
@@ -186,7 +193,11 @@ def _finalize_graph(quantizer: Quantizer) -> nn.Module:
         p = entries[node.meta["qplan_entry"]]
         fq = gm.get_submodule(node.target)
         src = node.args[0]
-        if p.entry.role == "state" and src.op == "get_attr":
+        if p.entry.role == "state" and src in folds:  # a BatchNorm-folded weight
+            mod, _ = _weight_module(fq, folds[src], True, p.name)
+            gm.add_submodule(str(node.target), mod)
+            node.args = ()
+        elif p.entry.role == "state" and src.op == "get_attr":
             fqn = str(src.target)
             if id(fq) not in done:
                 w = gm.get_parameter(fqn) if fqn in dict(gm.named_parameters()) else getattr(gm, fqn)
@@ -199,7 +210,25 @@ def _finalize_graph(quantizer: Quantizer) -> nn.Module:
             gm.add_submodule(str(node.target), done[id(fq)][0])
         else:
             gm.add_submodule(str(node.target), _activation_module(fq, p.name))
+    _drop_dead(gm, read_before)
     return gm
+
+
+def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
+    """Erase nodes left without users by the fold materialisation and unused get_attrs, then the
+    parameters and buffers the graph read before but no longer reads (so they are not exported)."""
+    graph = gm.graph
+    for n in reversed(list(graph.nodes)):
+        if not n.users and (n.op == "get_attr" or FOLD_META in n.meta):
+            graph.erase_node(n)
+    still = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    for target in sorted(read_before - still):
+        owner_path, _, attr = target.rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        owner._parameters.pop(attr, None)
+        owner._buffers.pop(attr, None)
+    graph.lint()
+    gm.recompile()
 
 
 def finalize(quantizer: Quantizer) -> torch.export.ExportedProgram:

@@ -81,6 +81,7 @@ class Quantizer:
         self._unscheduled: list[nn.Module] = []
         self.step_count = 0
         self._interceptor = None
+        self.folded: list[str] = []  # batch-norm ops folded into weights (graph mode)
 
     # ----------------------------------------------------------------------------------- prepare
     def prepare(self, example_inputs: Any) -> nn.Module:
@@ -110,6 +111,9 @@ class Quantizer:
             for attr in ("train", "eval"):
                 gm.__dict__.pop(attr, None)
             prepared = insert_fake_quants(gm, self.placements, self.fake_quants, cap)
+            from qplan.runtime.fold import fold_batch_norms
+
+            self.folded = fold_batch_norms(prepared, cap, plan)
         else:
             from qplan.runtime.eager import attach
 
