@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,14 @@ def test_from_dict_errors_have_paths_but_no_spans() -> None:
     assert d.help == "did you mean `int2`?" or d.help == "did you mean `int8`?"
     with pytest.raises(ConfigError):
         QuantizerConfig.from_dict([])  # type: ignore[arg-type]
+
+
+def test_python_warnings_become_diagnostics() -> None:
+    text = 'quantization_spec:\n  a: &a {dtype: int4}\n  b: &a {dtype: int2}\nquantization_config:\n' \
+           '  module_name_configs: {"x[[a]": null}\n  global_config: {op_state_spec: {weight: *a}}\n'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_config(text)
+    assert [(w.code, w.span.line, w.span.col) for w in loaded.warnings] == [("duplicate-anchor", 3, 6), ("regex-warning", 5, 25)]
+    assert "possible nested set" in loaded.warnings[1].message
+    assert loaded.config.global_config.op_state_spec["weight"].dtype == "int2"  # the later anchor wins

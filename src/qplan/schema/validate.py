@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 import typing
+import warnings
 from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -59,7 +60,7 @@ def validate_document(
     """
     walker = _Walker(parsed)
     clean = walker.document(document)
-    return clean, walker.diagnostics
+    return clean, [*(parsed.warnings if parsed is not None else []), *walker.diagnostics]
 
 
 _QUANTIZER_CONFIG = mi.type_info(T.QuantizerConfig)
@@ -287,9 +288,14 @@ class _Walker:
         if key in REGEX_KEY_FIELDS:
             for pattern in keys:
                 try:
-                    T._check_regex(pattern, REGEX_KEY_FIELDS[key])
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        T._check_regex(pattern, REGEX_KEY_FIELDS[key])
                 except ValueError as e:
                     self.report("invalid-regex", str(e), (*path, pattern), at="key")
+                for w in caught:
+                    self.report("regex-warning", f"regex `{pattern}`: {str(w.message).lower()}", (*path, pattern),
+                                at="key", level="warning", help="escape `[`, `-`, `&`, `~` and `|` inside `[...]` with a backslash")
         elif key == "module_type_configs":
             for name in keys:
                 try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from qplan.diagnostics import ConfigError, Diagnostic, Span
@@ -54,6 +56,7 @@ class ParsedDocument:
         self.key_spans: dict[Path, Span] = {}
         self.value_spans: dict[Path, Span] = {}
         self.empty: set[Path] = set()
+        self.warnings: list[Diagnostic] = []
 
 
 def _span(name: str, start: Any, end: Any = None) -> Span:
@@ -68,7 +71,9 @@ def parse_document(text: str, name: str) -> ParsedDocument:
         text = _detab_json(text)
     yaml = YAML(typ="rt")
     try:
-        root = yaml.compose(text)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ReusedAnchorWarning)
+            root = yaml.compose(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         span = _span(name, mark) if mark is not None else Span(file=name, line=1, col=1)
@@ -91,16 +96,30 @@ def parse_document(text: str, name: str) -> ParsedDocument:
             span=Span(file=name, line=1, col=1),
         ))
     builder = _Builder(name)
+    builder.warnings += [_reused_anchor(w.message, name) for w in caught if issubclass(w.category, ReusedAnchorWarning)]
     try:
         _check_size(root, name)
         value = builder.build(root, ())
     except RecursionError:
         builder.fail(root, "document is nested too deeply", "yaml-syntax")
     if builder.errors:
-        raise ConfigError(builder.errors)
+        raise ConfigError([*builder.errors, *builder.warnings])
     doc = builder.doc
     doc.value = value
+    doc.warnings = builder.warnings
     return doc
+
+
+def _reused_anchor(message: Warning | str, name: str) -> Diagnostic:
+    text = str(message)
+    anchor = re.search(r"duplicate anchor '([^']*)'", text)
+    where = re.findall(r"line (\d+), column (\d+)", text)
+    line, col = map(int, where[-1]) if where else (1, 1)
+    return Diagnostic(
+        code="duplicate-anchor", level="warning",
+        message=f"anchor `&{anchor[1] if anchor else '?'}` is defined again; later aliases refer to this definition",
+        span=Span(file=name, line=line, col=col), help="give each anchor its own name",
+    )
 
 
 def _char_at(text: str, line: int, column: int) -> str:
@@ -156,6 +175,7 @@ class _Builder:
         self.name = name
         self.doc = ParsedDocument(None, name)
         self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
 
     def fail(self, node: Node, message: str, code: str, fatal: bool = True) -> None:
         d = Diagnostic(code=code, level="error", message=message, span=_span(self.name, node.start_mark, node.end_mark))
