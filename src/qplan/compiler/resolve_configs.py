@@ -44,29 +44,33 @@ def resolve_configs(state: State) -> State:
 
     matched: set[tuple[str, int]] = set()
     won: set[tuple[str, int]] = set()
-    cands: dict[str, tuple[dict[int, bool], dict[int, bool]]] = {}
+    # per module: (name candidates, type candidates, the choice its children inherit); a candidate
+    # dict maps rule index -> "matched this module itself"
+    info: dict[str, tuple[dict[int, bool], dict[int, bool], ModuleChoice | None]] = {}
     for m in modules:
-        parent = _parent(m.path)
-        pn, pt = cands.get(parent, ({}, {})) if m.path else ({}, {})
+        pn, pt, inherited = info.get(_parent(m.path), ({}, {}, None)) if m.path else ({}, {}, None)
+        own_names = [r.index for r, rx in zip(name_rules, compiled) if rx.fullmatch(m.path)]
+        own_types = type_of_class.get(m.cls, ())
+        if inherited is not None and not own_names and not own_types:
+            state.module_choice[m.path] = inherited  # nothing new matches: the parent's choice, not owned
+            info[m.path] = (pn, pt, inherited)
+            continue
         names = dict.fromkeys(pn, False)
         types = dict.fromkeys(pt, False)
-        for r, rx in zip(name_rules, compiled):
-            if rx.fullmatch(m.path):
-                names[r.index] = True
-                matched.add(("name", r.index))
-        for i in type_of_class.get(m.cls, ()):
+        for i in own_names:
+            names[i] = True
+            matched.add(("name", i))
+        for i in own_types:
             types[i] = True
             matched.add(("type", i))
-        cands[m.path] = (names, types)
-
-        ordered = [(name_rules[i], own) for i in sorted(names, reverse=True) for own in (names[i],)]
-        ordered += [(type_rules[i], own) for i in sorted(types, reverse=True) for own in (types[i],)]
-        ordered.append((global_rule, m.path == ""))
+        ordered = [(name_rules[i], names[i]) for i in sorted(names, reverse=True)]
+        ordered += [(type_rules[i], types[i]) for i in sorted(types, reverse=True)]
+        ordered.append((global_rule, False))
         winner, owner = ordered[0]
         won.add((winner.level, winner.index))
-        state.module_choice[m.path] = ModuleChoice(
-            rule=winner, beaten=tuple(r for r, _ in ordered[1:]), owner=owner and winner.level != "global"
-        )
+        beaten = tuple(r for r, _ in ordered[1:])
+        state.module_choice[m.path] = ModuleChoice(rule=winner, beaten=beaten, owner=owner)
+        info[m.path] = (names, types, ModuleChoice(rule=winner, beaten=beaten, owner=False))
 
     _report_selectors(state, name_rules, type_rules, matched, won)
     _report_resets(state)

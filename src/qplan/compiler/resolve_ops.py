@@ -141,30 +141,19 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
             state.state_opinion[(op.name, name)] = decline
         return
     defaulted = _defaults(state, orule)
-    state_fqns = set(op.states.values())
-
-    def opinion(fieldname: str, keys: tuple[str | None, ...]) -> Opinion | None:
-        found = _lookup(getattr(cfg, fieldname), keys)
-        if found is None:
-            return None
-        key, spec, star_beaten = found
-        spec = concrete_spec(spec, "state" if fieldname == "op_state_spec" else "activation")
-        parts = (*orule.parts, fieldname, key)
-        beaten = ((*orule.parts, fieldname, "*"),) + orule.beaten if star_beaten else orule.beaten
-        return Opinion(spec=spec, parts=parts, beaten=beaten, defaulted=defaulted[fieldname], module=op.module)
-
+    state_fqns = op.states.values() if op.states else ()
     for i, t in enumerate(op.inputs):
         if t.source is None or t.dtype not in FLOAT_DTYPES or t.source in state_fqns:
             continue
         if _optable.is_int_input(op.op_type, i):
             continue
-        o = opinion("op_input_spec", (str(i), _optable.input_name(op.op_type, i)))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_input_spec", (str(i), _optable.input_name(op.op_type, i)))
         if o is not None:
             state.in_opinion[op.input_address(i)] = o
     for j, t in enumerate(op.outputs):
         if t.dtype not in FLOAT_DTYPES:
             continue
-        o = opinion("op_output_spec", (str(j),))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j),))
         if o is not None:
             state.out_opinion[op.output_address(j)] = o
     slots = _optable.state_slots(op.op_type)
@@ -173,9 +162,21 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
             continue
         if name not in slots and defaulted["op_state_spec"]:
             continue  # custom state (`x * self.scale`, RMSNorm's `weight * x`): only written specs reach it
-        o = opinion("op_state_spec", (name,))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_state_spec", (name,))
         if o is not None:
             state.state_opinion[(op.name, name)] = o
+
+
+def _opinion(cfg, orule: OpRule, defaulted, module: str, fieldname: str, keys) -> Opinion | None:
+    """The opinion of the op config `cfg` on one tensor (explicit key > "*" > None)."""
+    found = _lookup(getattr(cfg, fieldname), keys)
+    if found is None:
+        return None
+    key, spec, star_beaten = found
+    spec = concrete_spec(spec, "state" if fieldname == "op_state_spec" else "activation")
+    parts = (*orule.parts, fieldname, key)
+    beaten = ((*orule.parts, fieldname, "*"),) + orule.beaten if star_beaten else orule.beaten
+    return Opinion(spec=spec, parts=parts, beaten=beaten, defaulted=defaulted[fieldname], module=module)
 
 
 def _defaults(state: State, orule: OpRule) -> dict[str, bool]:

@@ -224,7 +224,14 @@ def concrete_spec(spec: QuantizationSpec | None, kind: str) -> QuantizationSpec 
     `state`), so that specs that quantize the same way compare equal."""
     if spec is None or spec.qparam_calculator_cls != "default":
         return spec
-    return _replace(spec, qparam_calculator_cls=_CALC[kind])
+    key = (spec, kind)
+    out = _CONCRETE.get(key)
+    if out is None:
+        out = _CONCRETE[key] = _replace(spec, qparam_calculator_cls=_CALC[kind])
+    return out
+
+
+_CONCRETE: dict[tuple[QuantizationSpec, str], QuantizationSpec] = {}
 
 
 def describe_spec(spec: QuantizationSpec | None) -> str:
