@@ -268,3 +268,66 @@ def test_w8_program_is_a_quarter_of_float(tmp_path) -> None:
     torch.export.save(torch.export.export(model, args), flt)
     ratio = quant.stat().st_size / flt.stat().st_size
     assert ratio < 0.35, ratio
+
+
+_FORMATS = {
+    # name: (config document or preset, storage dtype expected for the first layer's weight)
+    "w4_per_block": ("w4_per_block", torch.int8),
+    "fp8": ("fp8", torch.float8_e4m3fn),
+    "mxfp4": ("mxfp4", torch.uint8),  # two e2m1 codes per byte
+    "dynamic_int8_acts": (
+        {"global_config": {"op_input_spec": {"*": {"qparam_calculator_cls": "dynamic"}}, "op_output_spec": None}},
+        torch.int8,
+    ),
+    "uint8_asym_acts_int4_minval_weights": (
+        {
+            "global_config": {
+                "op_input_spec": {"*": {"dtype": "uint8", "qscheme": "asymmetric"}},
+                "op_output_spec": None,
+                "op_state_spec": {"weight": {"dtype": "int4", "qformulation": "minval", "granularity": {"type": "per_channel"}}},
+            }
+        },
+        torch.int8,
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", list(_FORMATS))
+def test_finalize_formats(fmt: str, tmp_path) -> None:
+    source, storage = _FORMATS[fmt]
+    model, args = models.mlp(n_layers=2)
+    if isinstance(source, str):
+        cfg = getattr(QuantizerConfig.presets, source)()
+    else:
+        cfg = QuantizerConfig.from_dict({"quantization_config": source})
+    q = Quantizer(model, cfg)
+    p = q.prepare(args)
+    q.calibration_mode()
+    with torch.no_grad():
+        p(*args)
+        q.inference_mode()
+        ref = p(*args)
+    assert not torch.equal(ref, model(*args))
+    path = tmp_path / "m.pt2"
+    torch.export.save(q.finalize(), path)
+    loaded = load_program(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module()(*args), ref, atol=1e-5, rtol=1e-5)
+    states = {e.source for e in q.plan.quantizers if e.role == "state"}
+    weights = [v for k, v in loaded.state_dict.items() if k in states]
+    assert len(weights) == len(states) and all(w.dtype == storage for w in weights), [w.dtype for w in weights]
+
+
+def test_batch_norm_fold_is_exact_before_quantization() -> None:
+    model, args = models.cnn()
+    with torch.no_grad():  # non-trivial statistics
+        for bn in (model.bn1, model.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8())
+    p = q.prepare(args)
+    assert q.folded == ["bn1.batch_norm", "bn2.batch_norm"]
+    q.disable_fake_quant()  # the folded float model
+    with torch.no_grad():
+        torch.testing.assert_close(p(*args), model(*args), atol=1e-5, rtol=1e-4)
