@@ -321,6 +321,25 @@ def _replace(args: tuple, kwargs: dict, edits: list[tuple[tuple[Any, ...], Any]]
 
 
 _SIG_CACHE: dict[Any, tuple[tuple[str, ...], str | None]] = {}
+_TARGET_CACHE: dict[Any, tuple[str, str]] = {}
+
+
+def _target(func: Any) -> tuple[str, str]:
+    """(qualified torch name, op type) of a function seen by the mode, cached."""
+    try:
+        return _TARGET_CACHE[func]
+    except (KeyError, TypeError):
+        pass
+    try:
+        target = resolve_name(func) or getattr(func, "__name__", repr(func))
+    except Exception:  # pragma: no cover - exotic callables
+        target = getattr(func, "__name__", repr(func))
+    hit = (target, normalize_op_type(target) or target)
+    try:
+        _TARGET_CACHE[func] = hit
+    except TypeError:  # unhashable callable
+        pass
+    return hit
 
 
 def _positional_names(func: Any, op_type: str) -> tuple[tuple[str, ...], str | None]:
@@ -455,11 +474,7 @@ class EagerOpNamer(TorchFunctionMode):
 
     def describe(self, func: Any, args: tuple, kwargs: dict) -> tuple[OpCall, list[_Arg]]:
         """The :class:`OpCall` for a call about to run (does not advance the counters)."""
-        try:
-            target = resolve_name(func) or getattr(func, "__name__", repr(func))
-        except Exception:  # pragma: no cover - exotic callables
-            target = getattr(func, "__name__", repr(func))
-        op_type = normalize_op_type(target) or target
+        target, op_type = _target(func)
         named = self._named_args(func, op_type, args, kwargs)
         module = self.module
         name = self._builder.peek_name(module, op_type) if _is_candidate(op_type, named) else None
@@ -483,13 +498,15 @@ class EagerOpNamer(TorchFunctionMode):
             return func(*args, **kwargs)
         self._internal += 1
         try:
-            call, _ = self.describe(func, args, kwargs)
+            with torch._C.DisableTorchFunction():
+                call, _ = self.describe(func, args, kwargs)
         finally:
             self._internal -= 1
         out = self.intercept(call, func, args, kwargs)
         self._internal += 1
         try:
-            self._finish(call, out)
+            with torch._C.DisableTorchFunction():
+                self._finish(call, out)
         finally:
             self._internal -= 1
         return out

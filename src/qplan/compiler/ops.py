@@ -198,6 +198,7 @@ _ALIASES: dict[str, str] = {
     "__neg__": "neg",
     "negative": "neg",
     "__getitem__": "getitem",
+    "__setitem__": "setitem",
     "__abs__": "abs",
     "absolute": "abs",
     "clip": "clamp",
@@ -241,6 +242,7 @@ _ALIASES["__isub__"] = "sub"
 
 _PREFIXES = (
     "torch.nn.functional.",
+    "torch.functional.",
     "torch.Tensor.",
     "torch._C._TensorBase.",
     "torch._C.TensorBase.",
@@ -281,9 +283,11 @@ def normalize_op_type(name: str | None) -> str | None:
     # property getters (`x.T`, `x.data`) seen as "T.__get__" or a bare "__get__"
     if n == "__get__" or n.endswith(".__get__"):
         return "getattr"
-    # aten overload: "linear.default", "add.Tensor", "softmax.int"
+    # aten overload ("linear.default", "softmax.int"): the first part names the op; a dotted
+    # torch name ("functional.einsum", "method_descriptor.add"): the last part does
     if "." in n:
-        n = n.split(".", 1)[0]
+        first, last = n.split(".", 1)[0], n.rsplit(".", 1)[-1]
+        n = first if first in OP_TABLE or first in _ALIASES else last
     if n in OP_TABLE:
         return n
     if n in _ALIASES:
