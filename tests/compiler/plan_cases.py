@@ -30,6 +30,7 @@ from ruamel.yaml import YAML
 
 from inventories import MODELS
 from qplan.compiler import compile_inventory
+from qplan.compiler.state import State
 from qplan.diagnostics import CompileError
 from qplan.schema.loader import load_config
 
@@ -44,7 +45,7 @@ def load_cases(name: str) -> list:
 def compile_case(case: dict):
     inventory = MODELS[case["model"]](**case.get("model_args", {}))
     loaded = load_config(case["config"], name="case.yaml")
-    return compile_inventory(inventory, loaded, strict=case.get("strict", False))
+    return compile_inventory(inventory, loaded, strict=case.get("strict", False), check=State.lint)
 
 
 def check_case(case: dict) -> None:

@@ -17,6 +17,7 @@ from inventories import concat, nested, views
 from qplan.compiler import compile_inventory
 from qplan.compiler.diff import diff_plans
 from qplan.compiler.plan import encode_plan
+from qplan.compiler.state import State
 from qplan.schema.types import (
     ModuleQuantizerConfig,
     PerChannelGranularity,
@@ -68,7 +69,7 @@ def compile_or_none(model, cfg):
     from qplan.diagnostics import CompileError
 
     try:
-        return compile_inventory(MODELS[model], cfg)
+        return compile_inventory(MODELS[model], cfg, check=State.lint)
     except CompileError:
         return None
 

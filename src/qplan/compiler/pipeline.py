@@ -63,14 +63,21 @@ PASSES: tuple[Pass, ...] = (
 )
 
 
-def run_passes(state: State, passes: Sequence[Pass] = PASSES) -> State:
-    """Run `passes` in order. The cyclic GC is paused meanwhile: the passes allocate many small
-    acyclic records, and full collections over them would make compile time superlinear."""
+def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable[[State], None] | None = None) -> State:
+    """Run `passes` in order, calling `check` (e.g. ``State.lint``) after each one.
+
+    The cyclic GC is paused meanwhile: the passes allocate many small acyclic records, and full
+    collections over them would make compile time superlinear."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         for p in passes:
             state = p(state)
+            if check is not None:
+                try:
+                    check(state)
+                except AssertionError as e:
+                    raise AssertionError(f"after pass `{p.__name__}`: {e}") from e
     finally:
         if enabled:
             gc.enable()
@@ -96,13 +103,17 @@ def _relative_name(name: str) -> str:
     return os.path.basename(name) if os.path.isabs(name) else name
 
 
-def compile_inventory(inventory: Inventory, config: Any, *, strict: bool = False) -> Plan:
+def compile_inventory(
+    inventory: Inventory, config: Any, *, strict: bool = False, check: Callable[[State], None] | None = None
+) -> Plan:
     """Compile a captured (or hand-built) op inventory and a config into a plan.
 
     Raises :class:`CompileError` when any diagnostic is an error (with ``strict``, any warning).
+    `check` runs after every pass (tests pass ``State.lint``).
     """
     cfg, name, sha, spans = config_source(config)
-    state = run_passes(State(inventory=inventory, config=cfg, source_name=name, sha256=sha, spans=spans, strict=strict))
+    state = State(inventory=inventory, config=cfg, source_name=name, sha256=sha, spans=spans, strict=strict)
+    state = run_passes(state, check=check)
     diagnostics = strictify(state.diagnostics) if strict else list(state.diagnostics)
     diagnostics.sort(key=sort_key)
     if any(d.level == "error" for d in diagnostics):

@@ -64,7 +64,24 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class QuantizerEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One fake-quant to insert."""
+    """One fake-quant to insert.
+
+    Roles and addresses (as the compiler writes them):
+
+    * ``output``: the producer's own output fake-quant, ``address == source == "<op>:out<j>"``;
+      ``readers`` are the op inputs (and ``":out<j>"`` model outputs) that read it, possibly
+      with no readers at all (an output nobody reads);
+    * ``input``: a consumer reads ``source`` with a spec of its own; ``address`` is its first
+      reader ``"<op>:in<i>"``; ``source`` may be a model input ``":in<i>"``;
+    * ``state``: ``address == source ==`` the parameter fqn; ``readers`` are
+      ``"<op name>:<state name>"`` (``"fc1.linear:weight"``), several for tied weights;
+    * ``boundary``: a module boundary spec, ``address = "<module>:in<i>"`` / ``":out<j>"``,
+      ``readers`` are the op inputs it serves.
+
+    ``source`` is the value before any pass-through op (view, permute, ...): a reader may
+    reach it through such ops, which then apply to the fake-quantized value. Each reader
+    appears in at most one entry (never two fake-quants between a producer and a consumer).
+    """
 
     id: str  # stable id, e.g. "q0007"
     address: str  # tensor address named per role: "fc1.linear:in0", "fc1.linear:out0", "fc1.weight", "blk:in0"

@@ -211,6 +211,35 @@ class State:
         cfg = choice.rule.config if choice is not None and choice.rule is not None else None
         return (cfg is not None, cfg.qat_schedule if cfg is not None else None)
 
+    def lint(self) -> None:
+        """Check the invariants the passes keep (tests run this after every pass).
+
+        The inventory is well formed; every read names a known value; no reader is served by
+        two fake-quants; fake-quant addresses and quantizer ids are unique; spec ids resolve.
+        """
+        self.inventory.lint()
+        for reader, read in self.reads.items():
+            if read.reader != reader or read.root not in self.tensor:
+                raise AssertionError(f"read `{reader}` of unknown value `{read.root}`")
+        served: dict[str, str] = {}
+        addresses: set[str] = set()
+        for e in self.entries:
+            if e.dropped:
+                continue
+            if e.address in addresses:
+                raise AssertionError(f"two fake-quants at `{e.address}`")
+            addresses.add(e.address)
+            for r in e.readers:
+                if r in served:
+                    raise AssertionError(f"`{r}` is served by `{served[r]}` and `{e.address}`")
+                served[r] = e.address
+        ids = [q.id for q in self.quantizers]
+        if len(set(ids)) != len(ids):
+            raise AssertionError("duplicate quantizer ids")
+        for q in self.quantizers:
+            if q.spec not in self.specs:
+                raise AssertionError(f"`{q.address}` names unknown spec `{q.spec}`")
+
     def is_float(self, address: str) -> bool:
         info = self.tensor.get(address)
         return info is not None and info[1] in FLOAT_DTYPES
