@@ -410,3 +410,26 @@ def test_no_grad_and_autocast_blocks_are_walked():
     assert g.nodes["fc.linear"].graph is not g.exported.graph  # inside the wrapper's body
     mods = {m.path: m for m in g.inventory.modules}
     assert mods["fc2"].inputs == ("relu:out0",) and mods["fc2"].outputs == ("fc2.linear:out0",)
+
+
+class Writes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y[:, 0] = x[:, 1]  # in-place write into a view: not an op
+        y.masked_fill_(y > 1, 0.0)
+        z = torch.zeros(2, 4)
+        z[:, :2] = y[:, :2]
+        return y * 2, z + 1, torch.einsum("ij,kj->ik", y, x)
+
+
+def test_in_place_writes_and_creation_ops():
+    g, _ = both(Writes(), (torch.randn(2, 4),))
+    ops = ops_by_name(g.inventory)
+    assert list(ops) == ["fc.linear", "masked_fill", "mul", "einsum"]
+    assert ops["masked_fill"].inputs[0].source == "fc.linear:out0"
+    assert ops["mul"].inputs[0].source == "masked_fill:out0"  # the in-place result
+    assert g.inventory.outputs == ("mul:out0", None, "einsum:out0")  # zeros + 1: untracked

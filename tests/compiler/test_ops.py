@@ -34,6 +34,10 @@ from qplan.compiler import ops
         ("torch.Tensor.T.__get__", "getattr"),
         ("torch.relu", "relu"),
         ("gelu_", "gelu"),
+        ("softmax.int", "softmax"),
+        ("torch.functional.einsum", "einsum"),
+        ("method_descriptor.add", "add"),
+        ("torch.Tensor.__setitem__", "setitem"),
         ("linear", "linear"),
     ],
 )

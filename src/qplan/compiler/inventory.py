@@ -8,8 +8,9 @@ of the value it reads, which is one of
 * a model input: ``":in<i>"`` (the root module's boundary, flattened positional inputs);
 * ``None`` for a constant or anything else that is not a tracked tensor.
 
-Pass-through ops (view, permute, ...) are listed like any op, with their class in the op table,
-so passes can see through them. Facts found later go into side tables keyed by address, never
+Pass-through ops (view, permute, ...) are not listed: capture connects sources through them
+(a reader of ``linear``'s output through a ``view`` reads ``"linear:out0"``), so passes see
+through them by construction (see :mod:`qplan.compiler.capture`). Facts found later go into side tables keyed by address, never
 into these records (as torch.fx does with ``node.meta``).
 """
 
