@@ -241,3 +241,12 @@ def test_python_warnings_become_diagnostics() -> None:
     assert [(w.code, w.span.line, w.span.col) for w in loaded.warnings] == [("duplicate-anchor", 3, 6), ("regex-warning", 5, 25)]
     assert "possible nested set" in loaded.warnings[1].message
     assert loaded.config.global_config.op_state_spec["weight"].dtype == "int2"  # the later anchor wins
+
+
+def test_an_empty_value_is_placed_right_after_its_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("quantization_config:\n  execution_mode:\n  preserved_attributes: []\n")
+    (d,) = info.value.diagnostics
+    assert (d.span.line, d.span.col, d.message) == (2, 17, "expected one of `graph`, `eager`, got an empty value")
+    span = load_config("quantization_config:\n  global_config:\n  execution_mode: eager\n").spans["quantization_config.global_config"]
+    assert (span.line, span.col, span.end_line, span.end_col) == (2, 3, 2, 16)

@@ -238,8 +238,11 @@ class _Builder:
             if key in out:
                 self.fail(key_node, f"duplicate key `{key}`", "duplicate-key", fatal=False)
                 continue
-            self.doc.key_spans[norm_path((*path, key))] = _span(self.name, key_node.start_mark, key_node.end_mark)
+            key_path = norm_path((*path, key))
+            self.doc.key_spans[key_path] = _span(self.name, key_node.start_mark, key_node.end_mark)
             out[key] = self.build(value_node, (*path, key))
+            if key_path in self.doc.empty:  # an empty value has no text: place it right after the key
+                self.doc.value_spans[key_path] = _span(self.name, key_node.end_mark, key_node.end_mark)
         if not merged:
             return out
         result = {k: v for k, v in merged.items() if k not in out}
