@@ -111,8 +111,10 @@ OTHER_BLOCK = ("tests.other.Block", "Block", ())
 ATTN = ("tests.Attention", "Attention", ())
 
 
-def nested(mode: str = "graph", ambiguous: bool = False) -> Inventory:
-    """x -> enc.l0 -> enc.l1 -> dec.l0 -> add(., x): enc and dec are Blocks of Linears."""
+def nested(mode: str = "graph", ambiguous: bool = False, unused_output: bool = False) -> Inventory:
+    """x -> enc.l0 -> enc.l1 -> dec.l0 -> add(., x): enc and dec are Blocks of Linears.
+
+    `unused_output`: the model returns dec.l0's output and nobody reads add's."""
     b = Builder(mode=mode)
     x = b.input((2, 8))
     b.module("enc", BLOCK)
@@ -127,7 +129,7 @@ def nested(mode: str = "graph", ambiguous: bool = False) -> Inventory:
     b.set_boundary("enc", inputs=[x], outputs=[e])
     b.set_boundary("dec", inputs=[e], outputs=[d])
     b.set_boundary("enc.l0", inputs=[x], outputs=[h])
-    return b.build(outputs=[y])
+    return b.build(outputs=[d] if unused_output else [y])
 
 
 def attn(mode: str = "graph") -> Inventory:

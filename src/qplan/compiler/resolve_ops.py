@@ -16,8 +16,9 @@ is state ``scale`` of ``mul``; a Llama RMSNorm's ``self.weight * x`` is state ``
 ``mul``). The library default ``op_state_spec`` (field omitted, or equal to the default) reaches
 only the table's slots; an ``op_state_spec`` written in the config reaches custom states too.
 
-Reports ``unknown-op-type`` and, for op-level selectors, ``unmatched-selector`` and
-``shadowed-rule``.
+Reports ``unknown-op-type`` (for every module config), ``reset-to-default`` (an op config that
+omits a tensor field its module config changed) and, for op-level selectors,
+``unmatched-selector`` and ``shadowed-rule``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class _RuleTable:
 def resolve_ops(state: State) -> State:
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
+    reset_checked: set[tuple[Parts, str]] = set()
     for op in state.inventory.ops:
         cls = _optable.op_class(op.op_type)
         choice = _choice_for(state, op.module)
@@ -88,11 +90,52 @@ def resolve_ops(state: State) -> State:
         beaten = tuple(p for _, _, p, _ in matches[1:]) + tuple(r.parts for r in choice.beaten)
         orule = OpRule(config=ocfg, parts=parts, level=level, beaten=beaten, module=op.module)
         state.op_rule[op.name] = orule
+        if level != "module" and ocfg is not None and (parts, level) not in reset_checked:
+            reset_checked.add((parts, level))
+            _report_resets(state, mrule, orule)
         _tensor_opinions(state, op, orule)
 
     for parts, table in tables.items():
         _report(state, rules[parts], table)
+    _report_unknown_op_types(state)
     return state
+
+
+def _report_resets(state: State, mrule: Rule, orule: OpRule) -> None:
+    """An op config omitting a tensor field the module config changed restores the default."""
+    defaulted = _defaults(state, orule)
+    for f in _FIELDS:
+        if defaulted[f] and getattr(mrule.config, f) != getattr(_DEFAULT_OP, f):
+            state.diagnostics.append(
+                diagnostic(
+                    "reset-to-default",
+                    f"`{state.path(orule.parts)}` omits `{f}`, so the ops it matches take the library default "
+                    f"instead of the value set by `{state.path(mrule.parts)}`",
+                    path=state.path((*orule.parts, f)),
+                    span=state.span(orule.parts),
+                    help=f"repeat `{f}` in this op config if the module config's value should apply",
+                )
+            )
+
+
+def _report_unknown_op_types(state: State) -> None:
+    cfg = state.config
+    rules = [(("quantization_config", "global_config"), cfg.global_config)]
+    for level in ("module_type_configs", "module_name_configs"):
+        rules += [(("quantization_config", level, k), v) for k, v in getattr(cfg, level).items()]
+    for parts, mcfg in rules:
+        for key in (mcfg.op_type_config if mcfg is not None else ()):
+            if _optable.normalize_key(key) is None:
+                kparts = (*parts, "op_type_config", key)
+                state.diagnostics.append(
+                    diagnostic(
+                        "unknown-op-type",
+                        f"op type `{key}` is not in the op table",
+                        path=state.path(kparts),
+                        span=state.span(kparts),
+                        help=_optable.suggest(key),
+                    )
+                )
 
 
 def _choice_for(state: State, module: str) -> ModuleChoice:
@@ -195,17 +238,7 @@ def _defaults(state: State, orule: OpRule) -> dict[str, bool]:
 def _report(state: State, mrule: Rule, table: _RuleTable) -> None:
     for i, key, norm in table.type_keys:
         parts = (*mrule.parts, "op_type_config", key)
-        if norm is None:
-            state.diagnostics.append(
-                diagnostic(
-                    "unknown-op-type",
-                    f"op type `{key}` is not in the op table",
-                    path=state.path(parts),
-                    span=state.span(parts),
-                    help=_optable.suggest(key),
-                )
-            )
-        else:
+        if norm is not None:  # unknown op types are reported for every config, governing or not
             _report_one(state, parts, table, "op_type", i, f"op type `{key}`", None)
     for i, key, _, _ in table.names:
         parts = (*mrule.parts, "op_name_config", key)
