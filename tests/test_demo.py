@@ -131,30 +131,32 @@ def msgspec_replace(options: DemoOptions, **changes) -> DemoOptions:
     return msgspec.structs.replace(options, **changes)
 
 
-def test_missed_targets_compares_each_stage_with_float():
-    def stage(name, acc, max_drop=None):
-        return StageResult(
-            name=name,
-            accuracy=acc,
-            exported_accuracy=acc,
-            file="f",
-            file_bytes=1,
-            weight_bytes=1,
-            seconds=0.0,
-            max_drop=max_drop,
-        )
-
-    result = DemoResult(
-        mode="graph",
-        seed=0,
-        out="o",
-        train_images=1,
-        test_images=1,
-        stages=(stage("float", 98.0), stage("PTQ W8A8", 97.0, 1.0), stage("QAT W4A8", 95.5, 2.0)),
-        timings={},
+def _stage(name, acc, max_drop=None, exported=None):
+    return StageResult(
+        name=name,
+        accuracy=acc,
+        exported_accuracy=acc if exported is None else exported,
+        file="f",
+        file_bytes=1,
+        weight_bytes=1,
+        seconds=0.0,
+        max_drop=max_drop,
     )
+
+
+def _result(*stages):
+    return DemoResult(mode="graph", seed=0, out="o", train_images=1, test_images=1, stages=stages, timings={})
+
+
+def test_missed_targets_compares_each_stage_with_float():
+    result = _result(_stage("float", 98.0), _stage("PTQ W8A8", 97.0, 1.0), _stage("QAT W4A8", 95.5, 2.0))
     missed = result.missed_targets()
     assert len(missed) == 1 and missed[0].startswith("QAT W4A8: accuracy 95.50% is 2.50 points below float 98.00%")
+    # the saved program counts too: a good fake-quant model does not hide a worse export
+    result = _result(_stage("float", 98.0), _stage("PTQ W8A8", 98.0, 1.0, exported=96.5))
+    assert result.missed_targets() == [
+        "PTQ W8A8: accuracy 96.50% is 1.50 points below float 98.00% (target: at most 1)"
+    ]
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -236,3 +238,21 @@ def test_cli_demo_refuses_a_foreign_folder_with_exit_2(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "not made by `qplan demo`" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_cli_demo_exits_1_and_says_so_when_a_target_is_missed(monkeypatch, capsys):
+    from qplan.cli import main
+
+    missed = _result(_stage("float", 98.0), _stage("PTQ W8A8", 90.0, 1.0))
+    monkeypatch.setattr(demo, "run_demo", lambda options, reporter: missed)
+    assert main(["demo", "--out", "unused"]) == 1
+    text = capsys.readouterr().out
+    assert "✗" in text and "target missed: PTQ W8A8: accuracy 90.00% is 8.00 points below float 98.00%" in text
+
+
+def test_cli_demo_rejects_bad_numbers_with_exit_2(tmp_path, capsys):
+    from qplan.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "o"), "--epochs", "0"]) == 2
+    assert "epochs must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
