@@ -4,61 +4,64 @@
 (same op names, op types, input sources, states, outputs and module infos):
 
 * ``"graph"``: ``torch.export.export(model, args, strict=False)``. Aten nodes are grouped into
-  *torch-level calls* by ``node.meta["torch_fn"]`` (the torch function that emitted them), so
-  a call that export decomposes (``2 / x`` → reciprocal + mul, ``F.normalize`` → 4 nodes) is
+  *torch-level calls* by ``node.meta["torch_fn"]`` (the torch function that emitted them), so a
+  call that export decomposes (``2 / x`` → reciprocal + mul, ``F.normalize`` → 4 nodes) is
   still one op; the module path comes from ``node.meta["nn_module_stack"]``. Export wraps
   ``with torch.no_grad():`` / ``torch.autocast`` blocks into higher-order ops with a submodule
   body; capture walks those bodies as if inline (their nodes live in the submodule's graph).
+  Module boundaries come from forward hooks active during export, which tag the traced nodes.
 * ``"eager"``: one real forward under :class:`EagerOpNamer`, a ``TorchFunctionMode`` that sees
   the outermost torch-level calls, plus forward (pre-)hooks that keep the module stack.
 
-Naming rules (both modes):
+Rules (both modes):
 
-* op type = :func:`~qplan.compiler.ops.normalize_op_type` of the torch function's name
-  (``Tensor.add_``/``__iadd__`` → ``add``, ``x.T`` → ``getattr``);
-* a call is a *candidate* when its class is not ``pass_through``/``ignore`` and it reads at least
-  one tracked floating-point tensor (an op output, a parameter/buffer or a float model input;
-  so attention-mask arithmetic on constants and integer inputs is not listed); a candidate that returns a tensor takes the
-  next name ``<module>.<op type>[_k]`` (counter per (module, op type), execution order, a module
-  called twice continues its counters); it is **listed** when one of its outputs is floating;
-* **pass-through ops are not listed**: they are transparent links, their outputs carry the
+* **op type** = :func:`~qplan.compiler.ops.normalize_op_type` of the torch function's name
+  (``Tensor.add_``/``__iadd__`` → ``add``, ``x.T`` → ``getattr``).
+* **listing.** A call is a *candidate* when its class is not ``pass_through``/``ignore`` and it
+  reads at least one tracked floating-point tensor (an op output, a parameter/buffer or a model
+  input; so mask arithmetic on constants and integer inputs is not listed). A candidate that
+  returns a tensor takes the next name ``<module>.<op type>[_k]`` (one counter per (module, op
+  type), execution order; a module called twice continues its counters) and is listed when one
+  of its outputs is floating (``gt``, ``argmax`` are not).
+* **pass-through ops are not listed**: they are transparent links whose outputs carry the
   source of their first tensor argument (``linear:out0`` read through ``view``/``permute`` is
-  still ``linear:out0``), except that an integer → float conversion starts an untracked value. Export removes some of them (``contiguous``) and renames others
-  (``x.T`` → ``numpy_T``), so listing them could not give equal inventories in both modes;
-* ``ignore`` ops (``arange``, ``zeros_like``, ``torch.tensor``...) and non-candidates produce
-  untracked values: a reader of such a value has source ``None``;
-* inputs: tensor arguments named by the op's signature and ordered by the op table's input
-  slots (``cat``: one input per list element); a parameter/buffer in a state slot
-  (``linear`` ``weight``/``bias``) becomes a state, not an input; a parameter read by any other
+  still ``linear:out0``); an integer → float conversion starts an untracked value. Export
+  removes some of them (``contiguous``) and renames others (``x.T`` → ``numpy_T``), so listing
+  them could not give equal inventories.
+* ``ignore`` ops (``arange``, ``zeros_like``, ``torch.tensor``, ``x[i] = y``) and non-candidates
+  produce untracked values: a reader of one has source ``None``.
+* **inputs** are the tensor arguments, named by the op's signature and ordered by the op
+  table's input slots (``cat``: one input per list element). A parameter/buffer in a state slot
+  (``linear`` ``weight``/``bias``) is a state, not an input; a float parameter read by any other
   slot stays an input (source = its fqn) and is also a state named after its attribute
   (``x * self.scale`` → ``states={"scale": "blk.scale"}``). Tied parameters have one fqn, the
-  first in ``named_parameters()``.
-* modules: ``ModuleInfo.inputs``/``outputs`` are the sources of the flattened positional
+  first in ``named_parameters()``. Ops outside the table list each tracked value once:
+  activations in first-use order, then parameters in ``named_parameters()`` order (export
+  decomposes such composites, e.g. ``F.multi_head_attention_forward``, and loses their argument
+  order); they are never quantized at op level.
+* **modules**: ``ModuleInfo.inputs``/``outputs`` are the sources of the flattened positional
   arguments / flattened output of a module's first call.
 
 The model is captured **as it is** (training flag untouched; in training mode export records
-``batch_norm(training=True)``, which is the same op). The model is never modified: eager mode
-restores buffers (BatchNorm statistics) and the global RNG, and clones the example inputs;
-hooks are removed afterwards. BatchNorm folding is the compiler's business, not capture's.
+``batch_norm(training=True)``, the same op). It is never modified: eager mode restores buffers
+(BatchNorm statistics) and the global RNG and clones the example inputs; hooks are removed
+afterwards. BatchNorm folding is the compiler's business, not capture's.
 
-Known differences (documented, not hidden): a torch-level call that export decomposes into
-several aten nodes has its inputs in first-use order in graph mode and in argument order in
-eager mode; they agree when it has a single tensor argument (``2 / x``, ``F.normalize``) but
-may not for multi-tensor composites (``F.multi_head_attention_forward``, which is one unknown op
-in both modes). Ops outside the op table therefore list each tracked value once, in
-first-use order, activations first, then parameters in ``named_parameters()`` order (so
-``F.multi_head_attention_forward(x, x, x, ...)`` reads ``x`` once, then its weights, in both
-modes); they are never quantized at op level. In-place writes into views (``x[:, 0] = y``) are
-not tracked. Models that branch on tracing (transformers skips building an all-ones attention
-mask and uses ``is_causal``/GQA shortcuts in eager but not under export) run different code in
-the two modes, and their inventories differ where the code differs.
+Known differences: in-place writes into views are not tracked in either mode. Models that
+branch on tracing run different code in the two modes and their inventories differ where the
+code differs: transformers skips an all-ones attention mask and takes ``is_causal``/GQA
+shortcuts in SDPA attention in eager, not under export (pass a padding mask and use
+``attn_implementation="eager"`` to compare).
 
 **Contract for the runtime (eager).** :class:`EagerOpNamer` is the single implementation of
 eager naming. ``with namer.session(args): out = model(*args)`` runs one forward; for every
 torch-level call it builds an :class:`OpCall` (tentative name, op type, module, inputs with
-their sources and locations in ``(args, kwargs)``) and calls :meth:`EagerOpNamer.intercept`,
-which a subclass may override to rewrite arguments (:meth:`OpCall.replace_inputs`) and wrap the
-result. Names and sources are the ones :func:`capture` writes into the inventory.
+their sources and locations in ``(args, kwargs)``, states with their locations) and calls
+:meth:`EagerOpNamer.intercept`, which a subclass may override to rewrite arguments
+(:meth:`OpCall.replace_inputs`, :meth:`OpCall.replace_states`) and wrap the result; the
+returned tensors get the call's output addresses. Tensors created elsewhere (e.g. a module
+pre-hook) take a source with :meth:`EagerOpNamer.set_source`. Names and sources are exactly
+those :func:`capture` writes into the inventory.
 """
 
 from __future__ import annotations
@@ -75,8 +78,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from qplan.compiler.inventory import Inventory, ModuleInfo, Op, TensorRef
-from qplan.diagnostics import QplanError
 from qplan.compiler.ops import ARG_ALIASES, OP_TABLE, normalize_op_type
+from qplan.diagnostics import QplanError
 
 __all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError"]
 
