@@ -92,7 +92,7 @@ class Preset:
 
     def yaml(self) -> str:
         """The preset (default arguments) as a config document, its specs spelled out in full."""
-        from qplan.schema.loader import config_document, dump_yaml
+        from qplan.schema.dump import config_document, dump_yaml
 
         return dump_yaml(config_document(self.build(), explicit_specs=True))
 

@@ -478,7 +478,7 @@ class QuantizerConfig(msgspec.Struct, omit_defaults=True, **_STRUCT):
 
     def to_dict(self) -> dict[str, Any]:
         """The whole document, as plain Python values (fields at their default are left out)."""
-        from qplan.schema.loader import config_document
+        from qplan.schema.dump import config_document
 
         return config_document(self)
 
