@@ -462,7 +462,7 @@ def test_torch_compile_matches_eager():
     fq = make_fake_quantize(spec(granularity="per_channel", axis=0, qparam_calculator="moving_average"), (4, 16))
     ref = make_fake_quantize(spec(granularity="per_channel", axis=0, qparam_calculator="moving_average"), (4, 16))
     try:
-        compiled = torch.compile(fq, backend="eager", fullgraph=True)
+        compiled = torch.compile(fq, backend="aot_eager", fullgraph=True)  # traces the autograd kernels too
         for seed in range(3):
             x = rand((4, 16), seed=seed, scale=seed + 1).requires_grad_()
             xr = x.detach().clone().requires_grad_()
@@ -525,6 +525,27 @@ def test_float_values_representable_and_idempotent(values, dtype):
         assert set(v.abs().tolist()) <= set(E2M1_GRID)  # fp4 scales are powers of two: exact
     fq.disable_observer()
     assert torch.equal(fq(y), y)
+
+
+def test_dynamic_quantize_for_storage():
+    fq = make_fake_quantize(spec(dtype="uint8", qparam_calculator="dynamic"), (3,))
+    x = torch.tensor([-1.0, 0.25, 2.0])
+    q, scale, zp = fq.quantize_for_storage(x)
+    assert q.dtype == torch.uint8 and zp.item() == 128
+    torch.testing.assert_close(fq.dequantize(q, scale, zp), fq(x), rtol=0, atol=0)
+
+
+def test_deepcopy_and_pickle_keep_state():
+    import copy
+    import pickle
+
+    fq = make_fake_quantize(spec(qscheme="asymmetric"), (4,), "a")
+    fq(torch.tensor([-1.0, 0.0, 2.0, 3.0]))
+    fq.disable_observer()
+    for clone in (copy.deepcopy(fq), pickle.loads(pickle.dumps(fq))):
+        assert not clone._obs_on and torch.equal(clone.scale, fq.scale)
+        x = torch.tensor([5.0, -3.0, 0.1, 1.0])
+        assert torch.equal(clone(x), fq(x))
 
 
 def test_make_fake_quantize_rejects_unknown_class():

@@ -116,20 +116,19 @@ class _FakeQuantFloat(torch.autograd.Function):
     gradient ``g·[|x/s| ≤ fmax]``."""
 
     @staticmethod
-    def forward(ctx, x, scale, fmax, dtype):  # type: ignore[override]
+    def forward(ctx, x, scale, fmax, dtype, grad_bound):  # type: ignore[override]
         t = torch.div(x, scale)
         out = torch.clamp(t, -fmax, fmax)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(t)
-            ctx.fmax = fmax
+            ctx.bound = grad_bound  # the float32 just above fmax: |t| <= fmax passes
         out = round_to_e2m1(out) if dtype is None else out.to(dtype).to(x.dtype)
         return out.mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (t,) = ctx.saved_tensors
-        bound = _above(ctx.fmax)
-        return _hardtanh_backward(grad, t, -bound, bound), None, None, None
+        return _hardtanh_backward(grad, t, -ctx.bound, ctx.bound), None, None, None, None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,6 +183,7 @@ class FakeQuantize(nn.Module):
             self._cast_dtype = fmt.torch_dtype  # None: fp4, rounded on the e2m1 grid
             self.quant_min, self.quant_max = -fmt.fmax, fmt.fmax
             self.pow2_scale = spec.scale_dtype == "float8_e8m0fnu" or fmt.torch_dtype is None
+            self._grad_bound = _above(fmt.fmax)
         else:
             self._fmt = None
             self._cast_dtype = None
@@ -323,9 +323,8 @@ class FakeQuantize(nn.Module):
         sch = self.spec.schedule
         if sch is None:
             raise ValueError(f"`{self.name}` has no QAT schedule")
-        stop = sch.disable_observer
-        self.enable_observer(sch.enable_observer <= step and (stop is None or step < stop))
-        self.enable_fake_quant(step >= sch.enable_fake_quant)
+        self.enable_observer(sch.observer_on(step))
+        self.enable_fake_quant(sch.fake_quant_on(step))
 
     def _set_observed(self) -> None:
         self._observed = True
@@ -376,7 +375,7 @@ class FakeQuantize(nn.Module):
             if inv is not None:
                 inv = inv.view(bshape)
         if self.is_float:
-            out = _FakeQuantFloat.apply(v, scale, self.quant_max, self._cast_dtype)
+            out = _FakeQuantFloat.apply(v, scale, self.quant_max, self._cast_dtype, self._grad_bound)
         elif self.use_minval:
             out = _FakeQuantInt.apply(v, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
         elif self.symmetric:
