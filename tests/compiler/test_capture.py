@@ -52,6 +52,7 @@ def both(model, args):
         for a, b in zip(dg["modules"], de["modules"]):
             assert a == b
     assert dg == de
+    assert g.inventory.fingerprint() == e.inventory.fingerprint()  # a plan serves either mode
     return g, e
 
 
@@ -64,7 +65,8 @@ def ops_by_name(inv):
 
 def test_mlp():
     model, args = models.mlp()
-    g, _ = both(model, args)
+    g, e = both(model, args)
+    assert comparable(capture(model, args, "eager").inventory) == comparable(e.inventory)  # deterministic
     inv = g.inventory
     assert [op.name for op in inv.ops] == [
         "layers.0.linear", "layers.1.relu", "layers.2.linear", "layers.3.relu",
