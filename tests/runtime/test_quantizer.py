@@ -331,3 +331,12 @@ def test_batch_norm_fold_is_exact_before_quantization() -> None:
     q.disable_fake_quant()  # the folded float model
     with torch.no_grad():
         torch.testing.assert_close(p(*args), model(*args), atol=1e-5, rtol=1e-4)
+
+
+def test_fingerprint_mismatch_outside_quantized_ops_is_still_an_error() -> None:
+    model, args = models.mlp(n_layers=2)
+    plan = compile_plan(model, QuantizerConfig.presets.w8(), args, "graph")  # weights only
+    changed = copy.deepcopy(model)
+    changed.layers[1] = nn.Tanh()  # `layers.1.relu` becomes `layers.1.tanh`; no plan address moves
+    with pytest.raises(PlanMismatchError, match="other ops changed"):
+        Quantizer(changed, plan).prepare(args)
