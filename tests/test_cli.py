@@ -115,3 +115,9 @@ def test_validate_reads_stdin_and_never_treats_a_path_as_text(monkeypatch: pytes
     assert capsys.readouterr().out.startswith("<stdin>:2:19: error[invalid-value]")
     assert main(["validate", "no_suffix_and_missing"]) == 2  # a path, even without a .yaml suffix
     assert "error[unreadable-file]" in capsys.readouterr().out
+
+
+def test_validate_strict_fails_on_warnings(files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--strict", files["warn.yaml"]]) == 1
+    assert f"{files['warn.yaml']}:2:3: error[empty-value]" in capsys.readouterr().out
+    assert main(["validate", "--strict", files["good.yaml"]]) == 0

@@ -62,6 +62,8 @@ def _add_schema(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 # -- qplan validate ---------------------------------------------------------------------------
 def _cmd_validate(args: argparse.Namespace) -> int:
+    import msgspec
+
     from qplan.render import summary
     from qplan.schema.loader import load_config
 
@@ -74,6 +76,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as e:
             diagnostics += e.diagnostics
             unreadable |= any(d.code in UNREADABLE_CODES for d in e.diagnostics)
+    if args.strict:
+        diagnostics = [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diagnostics]
     emit_diagnostics(diagnostics, args.format)
     errors = sum(d.level == "error" for d in diagnostics)
     if args.format in (None, "concise", "full"):
@@ -92,6 +96,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML or JSON config files (`-` reads stdin)")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="diagnostic format (default: full on a terminal, concise otherwise)")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.set_defaults(run=_cmd_validate)
     return p
 

@@ -150,8 +150,10 @@ def test_null_empty_and_omitted_fields() -> None:
 def test_from_dict_accepts_built_values_inside_the_document() -> None:
     w4 = ModuleQuantizerConfig.presets.w4_per_block(64)
     doc = _doc({"global_config": w4, "module_name_configs": {"head": {"op_state_spec": {"weight": QuantizationSpec(dtype="int2")}}}})
+    doc["quantization_config"]["module_type_configs"] = {torch.nn.Linear: None}
     c = QuantizerConfig.from_dict(doc)
     assert c.global_config == w4
+    assert c.module_type_configs == {"torch.nn.modules.linear.Linear": None}
     assert c.module_name_configs["head"].op_state_spec["weight"] == QuantizationSpec(dtype="int2")
 
 

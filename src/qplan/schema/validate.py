@@ -283,6 +283,8 @@ class _Walker:
             return "graph"
         if key in TENSOR_DICT_FIELDS:
             return self.tensor_dict(value, t, path)
+        if key == "module_type_configs" and isinstance(value, dict):  # classes, from Python
+            value = {T._type_key(k) if isinstance(k, type) else k: v for k, v in value.items()}
         before = self.errors
         keys = [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)] if isinstance(value, dict) else []
         if key in REGEX_KEY_FIELDS:
