@@ -88,3 +88,23 @@ def test_explain(configs, capsys):
     assert "beat:    quantization_config.global_config" in out
     assert main(["explain", "b.json", "layers.0.wieght"]) == 1
     assert "did you mean `layers.0.weight`?" in capsys.readouterr().err
+
+
+def test_capture_failure_is_a_clean_error(configs, capsys, monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.export cannot capture it
+                return x
+            return -x
+
+    mod = types.ModuleType("bad_models")
+    mod.bad = lambda: (Bad(), (torch.randn(2),))
+    monkeypatch.setitem(sys.modules, "bad_models", mod)
+    assert main(["compile-plan", "a.yaml", "--model", "bad_models:bad", "--mode", "graph"]) == 1
+    err = capsys.readouterr().err
+    assert "qplan: error: torch.export failed" in err and "internal error" not in err

@@ -42,7 +42,7 @@ from qplan.compiler.share_qparams import share_qparams
 from qplan.compiler.share_weights import share_weights
 from qplan.compiler.state import State
 from qplan.diagnostics import CompileError, sort_key
-from qplan.schema.types import QuantizerConfig
+from qplan.schema.types import ExecutionMode, QuantizerConfig
 
 __all__ = ["PASSES", "Pass", "run_passes", "compile_inventory", "compile_plan", "config_source"]
 
@@ -140,7 +140,7 @@ def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None,
     if isinstance(config, (str, os.PathLike)):
         config = _load(config)
     cfg = config_source(config)[0]
-    mode = str(mode if mode is not None else cfg.execution_mode)
+    mode = str(ExecutionMode.parse(mode if mode is not None else cfg.execution_mode))
     inventory = capture(model, example_inputs, mode).inventory
     return compile_inventory(inventory, config, strict=strict)
 
