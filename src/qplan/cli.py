@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
 from qplan.diagnostics import ConfigError, Diagnostic, QplanError
 
 __all__ = ["main", "SUBCOMMANDS", "emit_diagnostics"]
@@ -62,8 +64,6 @@ def _add_schema(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 # -- qplan validate ---------------------------------------------------------------------------
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import msgspec
-
     from qplan.render import summary
     from qplan.schema.loader import load_config
 
