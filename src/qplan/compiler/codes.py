@@ -12,7 +12,7 @@ import msgspec
 
 from qplan.diagnostics import Diagnostic, Span
 
-__all__ = ["CodeInfo", "CODES", "diagnostic", "strictify"]
+__all__ = ["CodeInfo", "CODES", "diagnostic", "strictify", "codes_markdown"]
 
 
 class CodeInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,3 +109,24 @@ def diagnostic(
 def strictify(diags: list[Diagnostic]) -> list[Diagnostic]:
     """Warnings become errors (``--strict``)."""
     return [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diags]
+
+
+def codes_markdown() -> str:
+    """The docs page of the compiler's diagnostic codes (``docs/compiler-diagnostics.md``)."""
+    lines = [
+        "# Compiler diagnostics",
+        "",
+        "Generated from `qplan.compiler.codes.CODES` (run `python -m qplan.compiler.codes > "
+        "docs/compiler-diagnostics.md`). `--strict` turns every warning into an error.",
+        "",
+    ]
+    for code, info in CODES.items():
+        lines += [f"## `{code}` ({info.level})", "", f"**What.** {info.what}", "", f"**Why.** {info.why}", "",
+                  f"**Fix.** {info.fix}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.stdout.write(codes_markdown())

@@ -5,7 +5,8 @@ A compute op whose only reader is a BatchNorm and/or a fusable activation (relu,
 is quantized inside the group; the anchor's (compute op's) config governs, so the group's exit
 output takes the anchor's output opinion and the interior ops' own opinions are dropped. In
 graph mode a BatchNorm in the group is folded into the anchor's weight before the weight is
-quantized; in eager mode it is not. Both are recorded (``fusion`` and ``bn-fold`` decisions).
+quantized; in eager mode it is not. Both are recorded (``fusion`` decisions, and ``bn-fold``
+decisions with subjects ``(batch-norm op, weight fqn)`` when the anchor has a weight).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def fuse(state: State) -> State:
                 group=group,
             )
         )
-        if bn is not None:
-            weight = op.states.get("weight", op.name)
+        weight = op.states.get("weight")
+        if bn is not None and weight is not None:
             if state.inventory.mode == "graph":
                 reason = f"graph mode: BatchNorm `{bn.name}` is folded into `{weight}` before it is quantized"
             else:
