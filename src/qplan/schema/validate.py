@@ -149,15 +149,14 @@ class _Walker:
             return INVALID
         return self.check(doc["quantization_config"], _QUANTIZER_CONFIG, ("quantization_config",))
 
-    def unknown_keys(self, mapping: dict, allowed: Iterable[str], path: Path, where: str) -> list:
+    def unknown_keys(self, mapping: dict, allowed: Iterable[str], path: Path, where: str) -> None:
         allowed = list(allowed)
-        bad = [k for k in mapping if k not in allowed]
-        for key in bad:
-            self.report(
-                "unknown-key", f"unknown key `{key}` {where}; expected one of {_choices(allowed)}",
-                (*path, key), at="key", help=did_you_mean(key, allowed),
-            )
-        return bad
+        for key in mapping:
+            if key not in allowed:
+                self.report(
+                    "unknown-key", f"unknown key `{key}` {where}; expected one of {_choices(allowed)}",
+                    (*path, key), at="key", help=did_you_mean(key, allowed),
+                )
 
     def warn_empty(self, path: Path) -> None:
         if not self.is_empty(path):
