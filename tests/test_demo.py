@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
+import msgspec
 import pytest
 import torch
 from torch import nn
@@ -131,8 +131,6 @@ def test_demo_rejects_bad_options_before_touching_disk(tmp_path, options, messag
 
 
 def msgspec_replace(options: DemoOptions, **changes) -> DemoOptions:
-    import msgspec
-
     return msgspec.structs.replace(options, **changes)
 
 

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, ContextManager, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import torch
@@ -113,7 +113,12 @@ def load_digits(path: str | Path | None = None) -> Digits:
 
 
 def batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Full batches of ``batch_size`` (a trailing partial batch is dropped)."""
     order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
@@ -131,7 +136,7 @@ class Reporter(Protocol):
     def stage(self, title: str) -> None:
         """A new stage starts."""
 
-    def track(self, description: str, total: int) -> ContextManager[Callable[[int], None]]:
+    def track(self, description: str, total: int) -> contextlib.AbstractContextManager[Callable[[int], None]]:
         """A long step of ``total`` units; the context yields ``advance(n)``."""
 
     def plan(self, title: str, plan: Any) -> None:
@@ -505,7 +510,9 @@ def _float_stage(
     reporter.stage("Train the float model")
     with clock("float"):
         with clock("float.train"):
-            train_float(model, data, epochs=options.epochs, batch_size=bs, lr=options.lr, seed=options.seed, reporter=reporter)
+            train_float(
+                model, data, epochs=options.epochs, batch_size=bs, lr=options.lr, seed=options.seed, reporter=reporter
+            )
         accuracy = evaluate(model, data.x_test, data.y_test, bs)
         reporter.info(f"float test accuracy: {accuracy:.2f}%")
         with clock("float.export"):

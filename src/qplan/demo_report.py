@@ -150,7 +150,9 @@ def _cmd_demo(args: Any) -> int:
 
     tty = sys.stdout.isatty()
     console = Console(force_terminal=tty, no_color=not tty, width=None if tty else 120, highlight=False)
-    options = DemoOptions(mode=args.mode, out=Path(args.out), epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
+    options = DemoOptions(
+        mode=args.mode, out=Path(args.out), epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed
+    )
     return run(options, console, lambda plan: render_plan_summary(plan, console.file))
 
 
