@@ -99,13 +99,27 @@ def _dtype(t: Any) -> str:
 
 
 def _shape(t: Any) -> tuple[int, ...]:
+    shape = tuple(t.shape)
+    if all(type(s) is int for s in shape):
+        return shape
     out = []
-    for s in t.shape:
+    for s in shape:
         try:
             out.append(int(s))
-        except TypeError:  # symbolic size
+        except TypeError:  # unbacked symbolic size
             out.append(-1)
     return tuple(out)
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    """The tensors of a call's result, flattened (fast paths for the common shapes)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if out is None:
+        return []
+    if type(out) in (tuple, list) and all(isinstance(t, torch.Tensor) for t in out):
+        return list(out)
+    return [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
 
 
 def _ref(source: str | None, t: Any) -> TensorRef:
@@ -378,12 +392,14 @@ class EagerOpNamer(TorchFunctionMode):
 
     Use ``with namer.session(args): model(*args)``. Subclasses override :meth:`intercept` (and
     may call :meth:`set_source` for tensors they create). One namer serves many forwards; each
-    session starts from fresh counters.
+    session starts from fresh counters. With ``record=True`` the namer also builds the
+    inventory's op records (what :func:`capture` uses); the runtime does not need them.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, record: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.record = record  # build the inventory's Op records (capture does; the runtime need not)
         self._builder = _Builder(model)
         self._stack: list[str] = []
         self._sources: dict[int, tuple[Any, str | None]] = {}
@@ -515,7 +531,7 @@ class EagerOpNamer(TorchFunctionMode):
         return out
 
     def _finish(self, call: OpCall, out: Any) -> None:
-        leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        leaves = _tensors(out)
         info = OP_TABLE.get(call.op_type)
         if call.name is None:
             if info is not None and info.cls == "pass_through" and call.inputs:
@@ -535,11 +551,11 @@ class EagerOpNamer(TorchFunctionMode):
             for t in leaves:
                 self.set_source(t, None)
             return
-        outputs = []
         for j, t in enumerate(leaves):
-            addr = f"{call.name}:out{j}"
-            self.set_source(t, addr)
-            outputs.append(_ref(addr, t))
+            self.set_source(t, f"{call.name}:out{j}")
+        if not self.record:
+            return
+        outputs = [_ref(f"{call.name}:out{j}", t) for j, t in enumerate(leaves)]
         self._builder.ops.append(
             Op(
                 name=call.name,
@@ -554,7 +570,7 @@ class EagerOpNamer(TorchFunctionMode):
 
 
 def _capture_eager(model: nn.Module, args: tuple) -> Capture:
-    namer = EagerOpNamer(model)
+    namer = EagerOpNamer(model, record=True)
     args = pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, args)
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     try:
