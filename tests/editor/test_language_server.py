@@ -176,3 +176,13 @@ def test_bundled_example_is_clean(server: LspClient, path: Path) -> None:
     uri = path.as_uri()
     server.open_document(uri, path.read_text())
     assert server.wait_for_diagnostics(uri) == []
+
+
+def test_tensor_keys_index_only_is_clean_and_mixed_is_reported(server: LspClient, tmp_path: Path) -> None:
+    # YAML integer keys (`0:`) reach the server as non-strings; a dict of them alone must be clean.
+    head = uri_modeline() + "quantization_config:\n  global_config:\n    op_input_spec:\n"
+    clean = open_text(server, tmp_path / "index_keys.yaml", head + "      0: {dtype: int8}\n      1: null\n")
+    assert server.wait_for_diagnostics(clean) == []
+    mixed = open_text(server, tmp_path / "mixed_keys.yaml", head + "      '0': {dtype: int8}\n      input: null\n")
+    diagnostics = server.wait_for_diagnostics(mixed)
+    assert [d["range"]["start"] for d in diagnostics] == [{"line": 5, "character": 6}], diagnostics  # at `input`

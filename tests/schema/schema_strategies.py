@@ -116,7 +116,7 @@ document = st.tuples(
 # Focused documents, so that each rule is often the only problem in a document.
 one_spec = _spec.map(lambda spec: {"quantization_config": {"global_config": {"op_state_spec": {"weight": spec}}}})
 tensor_keys_only = st.tuples(
-    st.dictionaries(st.sampled_from(["*", "weight", "input", "2", 0, 1, -1, "in put", ""]), st.sampled_from([None, {}]), max_size=3),
+    st.dictionaries(st.sampled_from(["*", "weight", "input", "_w2", "2", "07", 0, 1, -1, "in put", "", "w.orig", "w-1", "é", "２", "**"]), st.sampled_from([None, {}]), max_size=3),
     st.sampled_from(["op_input_spec", "module_state_spec", "op_state_spec"]),
     st.sampled_from(["global_config", "module"]),
 ).map(lambda t: {"quantization_config": {"module_name_configs": {"m": {t[1]: t[0]}}}} if t[2] == "module"

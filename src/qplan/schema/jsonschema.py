@@ -24,7 +24,9 @@ from qplan.schema.validate import (
     MODULE_TYPE_PATTERN,
     REGEX_KEY_FIELDS,
     TENSOR_DICT_FIELDS,
+    TENSOR_INDEX_PATTERN,
     TENSOR_KEY_PATTERN,
+    TENSOR_NAME_PATTERN,
 )
 
 __all__ = ["DRAFT", "config_schema", "schema_text", "shipped_schema"]
@@ -32,8 +34,6 @@ __all__ = ["DRAFT", "config_schema", "schema_text", "shipped_schema"]
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 REGENERATE = "python -m qplan.schema.jsonschema > src/qplan/schema/schema.json"
 
-_INDEX_PATTERN = r"^[0-9]+$"
-_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _FLOAT_DTYPES = [*T.FLOAT_DTYPES, *(a for a, d in T.DTYPE_ALIASES.items() if d in T.FLOAT_DTYPES)]
 _STRUCTS = (
     T.QuantizerConfig, T.ModuleQuantizerConfig, T.OpQuantizerConfig, T.QuantizationSpec, T.QATSchedule,
@@ -119,14 +119,15 @@ def _add_factory_defaults(cls: type, schema: dict) -> None:
         schema["properties"]["type"]["description"] = "Granularity kind."
 
 
-def _has_key(pattern: str) -> dict:
-    return {"not": {"propertyNames": {"not": {"pattern": pattern}}}}
-
-
 def _restrict_tensor_keys(prop: dict) -> None:
+    """Keys are `"*"`, indices or names, and one dict holds indices or names, not both.
+
+    The mixing rule is stated positively (all keys index-like, or all keys name-like): a
+    negated form (`not allOf [has index, has name]`) misfires in yaml-language-server, which
+    skips `pattern` for YAML integer keys (`0: ...`)."""
     obj = next(s for s in prop.get("anyOf", [prop]) if s.get("type") == "object")
     obj["propertyNames"] = {"pattern": TENSOR_KEY_PATTERN}
-    obj["not"] = {"allOf": [_has_key(_INDEX_PATTERN), _has_key(_NAME_PATTERN)]}  # no index and name keys together
+    obj["anyOf"] = [{"propertyNames": {"pattern": p}} for p in (TENSOR_INDEX_PATTERN, TENSOR_NAME_PATTERN)]
 
 
 def _when(condition: dict, then: dict) -> dict:

@@ -26,11 +26,17 @@ from qplan.schema.paths import config_path
 from qplan.schema.yamldoc import INVALID, ParsedDocument, norm_path
 from qplan.suggest import did_you_mean
 
-__all__ = ["TOP_LEVEL_KEYS", "TENSOR_KEY_PATTERN", "MODULE_TYPE_PATTERN", "validate_document"]
+__all__ = ["TOP_LEVEL_KEYS", "TENSOR_KEY_PATTERN", "TENSOR_INDEX_PATTERN", "TENSOR_NAME_PATTERN", "MODULE_TYPE_PATTERN", "validate_document"]
 
 TOP_LEVEL_KEYS = ("quantization_config", "quantization_spec", "$schema")
-TENSOR_KEY_PATTERN = r"^(\*|[0-9]+|[A-Za-z_][A-Za-z0-9_]*)$"
-"""A tensor key: `"*"`, an index, or a name (an identifier)."""
+_INDEX = r"[0-9]+"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+TENSOR_KEY_PATTERN = rf"^(\*|{_INDEX}|{_NAME})$"
+"""A tensor key: `"*"`, an index, or a name (an ASCII identifier)."""
+TENSOR_INDEX_PATTERN = rf"^(\*|{_INDEX})$"
+"""The keys of an index-keyed tensor dict (one dict holds indices or names, not both)."""
+TENSOR_NAME_PATTERN = rf"^(\*|{_NAME})$"
+"""The keys of a name-keyed tensor dict."""
 MODULE_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 TENSOR_DICT_FIELDS = frozenset(
     ("op_input_spec", "op_output_spec", "op_state_spec", "module_input_spec", "module_output_spec", "module_state_spec")
