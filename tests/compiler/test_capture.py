@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.nn import functional as F
 
@@ -435,3 +437,61 @@ def test_in_place_writes_and_creation_ops():
     assert ops["masked_fill"].inputs[0].source == "fc.linear:out0"
     assert ops["mul"].inputs[0].source == "masked_fill:out0"  # the in-place result
     assert g.inventory.outputs == ("mul:out0", None, "einsum:out0")  # zeros + 1: untracked
+
+
+# ---------------------------------------------------------------- random programs (property)
+
+STEPS = ("linear", "relu", "gelu", "residual", "cat_chunk", "view", "scale", "softmax", "inplace", "shared", "rdiv", "norm", "getitem")
+
+
+class Program(nn.Module):
+    """A random straight-line program over a (2, 8) activation, built from STEPS."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = list(steps)
+        self.lins = nn.ModuleList(nn.Linear(8, 8) for s in self.steps if s == "linear")
+        self.shared = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 8))
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        prev, k = x, 0
+        for step in self.steps:
+            if step == "linear":
+                x, k = self.lins[k](x), k + 1
+            elif step == "relu":
+                x = F.relu(x)
+            elif step == "gelu":
+                x = F.gelu(x)
+            elif step == "residual":
+                x, prev = x + prev, x
+            elif step == "cat_chunk":
+                a, b = torch.cat([x, prev], -1).chunk(2, -1)
+                x = a * b
+            elif step == "view":
+                x = x.view(2, 2, 4).transpose(1, 2).reshape(2, 8)
+            elif step == "scale":
+                x = x * self.scale
+            elif step == "softmax":
+                x = x.softmax(-1)
+            elif step == "inplace":
+                x = x.clone()
+                x.add_(1.0)
+            elif step == "shared":
+                x = self.shared(x)
+            elif step == "rdiv":
+                x = 1 / (x.abs() + 1)
+            elif step == "norm":
+                x = self.norm(x)
+            elif step == "getitem":
+                x = torch.cat([x[:, :4], x[:, 4:]], dim=1)
+        return x, prev
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(STEPS), min_size=1, max_size=8))
+def test_random_programs_capture_equally(steps):
+    torch.manual_seed(0)
+    g, _ = both(Program(steps), (torch.randn(2, 8),))
+    assert len(g.inventory.ops) >= sum(s in ("linear", "relu", "gelu", "softmax", "norm") for s in steps)
