@@ -495,3 +495,23 @@ def test_random_programs_capture_equally(steps):
     torch.manual_seed(0)
     g, _ = both(Program(steps), (torch.randn(2, 8),))
     assert len(g.inventory.ops) >= sum(s in ("linear", "relu", "gelu", "softmax", "norm") for s in steps)
+
+
+class Aliased(nn.Module):
+    """One Linear registered under two names, and a child's weight used functionally."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = self.a  # same module object: its canonical path is `a`
+
+    def forward(self, x):
+        y = self.b(x)
+        return F.linear(y, self.a.weight)  # run by the root, reads a child's parameter
+
+
+def test_aliased_module_and_functional_use_of_a_child_weight():
+    g, _ = both(Aliased(), (torch.randn(2, 4),))
+    assert [(op.name, op.module) for op in g.inventory.ops] == [("a.linear", "a"), ("linear", "")]
+    assert ops_by_name(g.inventory)["linear"].states == {"weight": "a.weight"}
+    assert [m.path for m in g.inventory.modules] == ["", "a"]

@@ -637,18 +637,16 @@ class _BoundaryTagger:
             node.meta.setdefault(self.KEY, []).append((path, kind, i))
         return n
 
-    def pre(self, mod: nn.Module, args: tuple) -> None:
-        path = self.builder.module_path.get(id(mod))
-        if path is None or path in self.seen:
+    def pre(self, path: str, args: tuple) -> None:
+        if path in self.seen:
             return
         self.seen.add(path)
         n = self._tag(args, path, "in")
         self.builder.first_call[path] = ((None,) * n, ())
         self._pending.add(path)
 
-    def post(self, mod: nn.Module, args: tuple, out: Any) -> None:
-        path = self.builder.module_path.get(id(mod))
-        if path is None or path not in self._pending:
+    def post(self, path: str, out: Any) -> None:
+        if path not in self._pending:
             return
         self._pending.discard(path)
         n = self._tag(out, path, "out")
@@ -656,10 +654,22 @@ class _BoundaryTagger:
 
     @contextlib.contextmanager
     def active(self, model: nn.Module) -> Iterator[None]:
+        # Plain closures that know their module's path: export may deep-copy the model (it does
+        # when a module is registered under two names); a copied hook must still report to us.
+        def hooks(path: str) -> tuple[Callable[..., None], Callable[..., None]]:
+            def pre(mod: nn.Module, args: tuple) -> None:
+                self.pre(path, args)
+
+            def post(mod: nn.Module, args: tuple, out: Any) -> None:
+                self.post(path, out)
+
+            return pre, post
+
         try:
             for mod in model.modules():
-                self.handles.append(mod.register_forward_pre_hook(self.pre))
-                self.handles.append(mod.register_forward_hook(self.post))
+                pre, post = hooks(self.builder.module_path[id(mod)])
+                self.handles.append(mod.register_forward_pre_hook(pre))
+                self.handles.append(mod.register_forward_hook(post))
             yield
         finally:
             for h in self.handles:
