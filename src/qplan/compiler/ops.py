@@ -85,7 +85,7 @@ def _build() -> dict[str, OpInfo]:
         *(_row(f"conv_transpose{d}d", "compute", states=_W, **_TRANSPOSED_AXES) for d in (1, 2, 3)),
         _row("embedding", "compute", states=("weight",), int_inputs=frozenset({"input"}), **_LINEAR_AXES),
         _row("matmul", "compute", inputs=_BINARY),
-        _row("bmm", "compute", inputs=_BINARY),
+        _row("bmm", "compute", inputs=("input", "mat2")),
         _row("add", "compute", inputs=_BINARY),
         _row("sub", "compute", inputs=_BINARY),
         _row("mul", "compute", inputs=_BINARY),
