@@ -340,3 +340,72 @@ def test_fingerprint_mismatch_outside_quantized_ops_is_still_an_error() -> None:
     changed.layers[1] = nn.Tanh()  # `layers.1.relu` becomes `layers.1.tanh`; no plan address moves
     with pytest.raises(PlanMismatchError, match="other ops changed"):
         Quantizer(changed, plan).prepare(args)
+
+
+class _Inner(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.transpose(0, 1).transpose(0, 1))
+
+
+class _Mixed(nn.Module):
+    """cat (shared qparams), a view before a reader, a declining reader (sum), a module boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.head = nn.Linear(16, 4)
+        self.blk = _Inner()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ya = torch.relu(self.a(x))
+        yb = self.b(x)
+        h = self.head(torch.cat([ya, yb.view(yb.shape)], dim=1))
+        s = h.sum(dim=1, keepdim=True)  # declines its input: reads `head`'s output in float
+        return self.blk(h) + s
+
+
+_MIXED_CONFIG = {
+    "quantization_config": {
+        "global_config": {"op_type_config": {"sum": {"op_input_spec": None, "op_output_spec": None}}},
+        "module_name_configs": {"blk": {"module_input_spec": {"0": {"dtype": "int8"}}}},
+    }
+}
+
+
+def test_modes_agree_on_shared_qparams_boundaries_and_float_readers(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = _Mixed().eval()
+    args = (torch.randn(4, 8),)
+    results = {}
+    for mode in MODES:
+        cfg = QuantizerConfig.from_dict(_MIXED_CONFIG).set_execution_mode(mode)
+        q = Quantizer(model, cfg)
+        p = q.prepare(args)
+        roles = {e.role for e in q.plan.quantizers}
+        assert {"boundary", "state", "output"} <= roles
+        groups = [e.group for e in q.plan.quantizers if e.group]
+        assert groups, "the cat should share qparams"
+        # entries of one group share one module instance
+        by_group: dict[str, set[int]] = {}
+        for e in q.plan.quantizers:
+            if e.group:
+                by_group.setdefault(e.group, set()).add(id(q.fake_quants[module_name(e.address)]))
+        assert all(len(ids) == 1 for ids in by_group.values())
+        q.calibration_mode()
+        with torch.no_grad():
+            for b in _batches(args, 2, seed=5):
+                p(*b)
+            q.inference_mode()
+            ref = p(*args)
+        path = tmp_path / f"{mode}.pt2"
+        torch.export.save(q.finalize(), path)
+        with torch.no_grad():
+            torch.testing.assert_close(load_program(path).module()(*args), ref, atol=1e-5, rtol=1e-5)
+        results[mode] = (sorted(e.address for e in q.plan.quantizers), ref)
+    assert results["graph"][0] == results["eager"][0]
+    torch.testing.assert_close(results["graph"][1], results["eager"][1], atol=1e-6, rtol=1e-6)
