@@ -91,14 +91,18 @@ class Quantizer:
         from qplan.compiler.capture import capture
 
         args = _as_tuple(example_inputs)
-        if self.plan is None:
-            from qplan.compiler import compile_plan
+        work = copy.deepcopy(self.model)
+        if self.plan is None:  # compile from this very capture (the model is captured once)
+            from qplan.compiler import compile_inventory
 
-            self.plan = compile_plan(self.model, self.config, args, mode=self.mode)
+            cfg = getattr(self.config, "config", self.config)  # a LoadedConfig holds the QuantizerConfig
+            mode = str(self.mode if self.mode is not None else cfg.execution_mode)
+            cap = capture(work, args, mode)
+            self.plan = compile_inventory(cap.inventory, self.config)
+        else:
+            cap = capture(work, args, self.plan.mode)
         plan = self.plan
         mode = plan.mode
-        work = copy.deepcopy(self.model)
-        cap = capture(work, args, mode)
         check_fingerprint(plan, cap.inventory)
         self.placements = place_entries(plan, cap.inventory)
         self._build_modules(plan)
