@@ -21,7 +21,6 @@ import gc
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -91,11 +90,11 @@ def config_source(config: Any) -> tuple[QuantizerConfig, str, str, dict]:
         return config, "<python>", hashlib.sha256(data).hexdigest(), {}
     if hasattr(config, "config") and hasattr(config, "spans"):
         return config.config, _relative_name(config.name), config.sha256, dict(config.spans)
-    if isinstance(config, (str, os.PathLike)):
+    if isinstance(config, (str, bytes, os.PathLike)):
         from qplan.schema.loader import load_config
 
-        return config_source(load_config(Path(config)))
-    raise TypeError(f"config must be a QuantizerConfig, a LoadedConfig or a path, got `{type(config).__name__}`")
+        return config_source(load_config(config))
+    raise TypeError(f"config must be a QuantizerConfig, a LoadedConfig, a path or YAML text, got `{type(config).__name__}`")
 
 
 def _relative_name(name: str) -> str:
@@ -132,12 +131,12 @@ def compile_inventory(
 def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None, *, strict: bool = False) -> Plan:
     """Capture `model` on `example_inputs` (never modifying it) and compile `config` into a plan.
 
-    `config` is a :class:`QuantizerConfig`, a ``LoadedConfig`` or a path; `mode` defaults to the
-    config's ``execution_mode``.
+    `config` is a :class:`QuantizerConfig`, a ``LoadedConfig`` (``qplan.schema.loader.load_config``),
+    a path or YAML/JSON text; `mode` defaults to the config's ``execution_mode``.
     """
     from qplan.compiler.capture import capture
 
-    if isinstance(config, (str, os.PathLike)):
+    if isinstance(config, (str, bytes, os.PathLike)):
         config = _load(config)
     cfg = config_source(config)[0]
     mode = str(ExecutionMode.parse(mode if mode is not None else cfg.execution_mode))
@@ -148,4 +147,4 @@ def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None,
 def _load(path: Any) -> Any:
     from qplan.schema.loader import load_config
 
-    return load_config(Path(path))
+    return load_config(path)
