@@ -411,8 +411,9 @@ class FakeQuantize(nn.Module):
         vshape = self._view_shape(x.shape)
         return x.reshape(vshape), _block_bshape(vshape)
 
-    def _range_of(self, x: torch.Tensor) -> torch.Tensor:
-        """``[2, *qshape]`` float32: ``-min`` and ``max`` of ``x`` per qparam group, clamped at 0."""
+    def _range_of(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``[2, *qshape]`` float32: ``-min`` and ``max`` of float32 ``x`` per qparam group, clamped at 0
+        (written into ``out`` when given)."""
         if self._block is not None:
             v = x.reshape(self._view_shape(x.shape))
             mn = torch.amin(v, dim=self._rdims)
@@ -422,18 +423,20 @@ class FakeQuantize(nn.Module):
             mx = torch.amax(x, dim=self._rdims)
         else:
             mn, mx = torch.aminmax(x)
-        cur = torch.stack((torch.neg(mn), mx)).clamp_(min=0)
-        return cur if cur.dtype == torch.float32 else cur.float()
+        return torch.stack((torch.neg(mn), mx), out=out).clamp_(min=0)
 
     def _observe(self, x: torch.Tensor) -> None:
         if self._frozen_range:
             return
-        cur = self._range_of(x.detach())
+        x = x.detach()
+        if x.dtype != torch.float32:
+            x = x.float()
+        bounds = self.bounds
+        replace = not self._observed or self.calculator == "static"
+        cur = self._range_of(x, out=bounds if replace else None)
         if not self.is_weight and self.training and _world_size() > 1:
             _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
-        bounds = self.bounds
-        if not self._observed or self.calculator == "static":
-            bounds.copy_(cur)
+        if replace:
             if not self._observed:
                 self._set_observed()
         elif self.calculator == "moving_average":
