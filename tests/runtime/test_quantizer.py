@@ -409,3 +409,31 @@ def test_modes_agree_on_shared_qparams_boundaries_and_float_readers(tmp_path) ->
         results[mode] = (sorted(e.address for e in q.plan.quantizers), ref)
     assert results["graph"][0] == results["eager"][0]
     torch.testing.assert_close(results["graph"][1], results["eager"][1], atol=1e-6, rtol=1e-6)
+
+
+class _WithDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+@pytest.mark.parametrize("captured_training", [True, False])
+def test_graph_dropout_follows_train_and_eval(captured_training: bool) -> None:
+    """Export records dropout's training flag as a constant; the prepared graph must still follow
+    `training_mode()` / `inference_mode()` whatever mode the model was captured in."""
+    model = _WithDropout().train(captured_training)
+    x = torch.randn(6, 8)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8())
+    p = q.prepare((x,))
+    q.training_mode()
+    with torch.no_grad():
+        assert not torch.equal(p(x), p(x))  # dropout active
+        q.inference_mode()
+        ref = p(x)
+        assert torch.equal(ref, p(x))
+        torch.testing.assert_close(q.finalize().module()(x), ref, atol=1e-6, rtol=1e-6)

@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import fx, nn
+from torch.nn import functional as F
 
 from qplan.runtime.match import EntryPlacement, PlanMismatchError
 
-__all__ = ["insert_fake_quants", "fake_quant_nodes", "ENTRY_META"]
+__all__ = ["insert_fake_quants", "fake_quant_nodes", "bind_training_flags", "ENTRY_META"]
 
 ENTRY_META = "qplan_entry"  # node.meta key holding the plan entry id of a fake-quant node
 
@@ -217,3 +219,69 @@ def insert_fake_quants(
 def fake_quant_nodes(gm: fx.GraphModule) -> list[fx.Node]:
     """The fake-quant ``call_module`` nodes of a prepared GraphModule, in graph order."""
     return [n for n in gm.graph.nodes if n.op == "call_module" and ENTRY_META in n.meta]
+
+
+class TrainEvalDropout(nn.Module):
+    """A captured dropout that follows the prepared model's ``train()``/``eval()`` state."""
+
+    def __init__(self, fn: Any, p: float):
+        super().__init__()
+        self.fn = fn
+        self.p = p
+
+    def forward(self, x: Any) -> Any:
+        return self.fn(x, self.p, self.training)
+
+
+class TrainEvalBatchNorm(nn.Module):
+    """A captured (not folded) batch norm that follows ``train()``/``eval()``."""
+
+    def __init__(self, momentum: float, eps: float):
+        super().__init__()
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, x: Any, weight: Any, bias: Any, mean: Any, var: Any) -> Any:
+        return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
+
+
+def bind_training_flags(gm: fx.GraphModule) -> int:
+    """Make the captured dropout and batch-norm nodes follow ``gm.train()``/``gm.eval()``.
+
+    ``torch.export`` records the training flag of these ops as a constant; each node is replaced,
+    once at prepare, by a ``call_module`` to a parameter-free module that reads ``self.training``,
+    so mode switches stay a flag flip. Returns the number of nodes replaced.
+    """
+    aten = torch.ops.aten
+    dropouts = {
+        aten.dropout.default: F.dropout,
+        aten.feature_dropout.default: F.dropout2d,
+        aten.alpha_dropout.default: F.alpha_dropout,
+    }
+    graph = gm.graph
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in dropouts and len(node.args) >= 2:
+            mod: nn.Module = TrainEvalDropout(dropouts[node.target], float(node.args[1]))
+            args: tuple = (node.args[0],)
+        elif node.target is aten.batch_norm.default and len(node.args) >= 8:
+            x, w, b, mean, var, _, momentum, eps = node.args[:8]
+            if not isinstance(mean, fx.Node) or not isinstance(var, fx.Node):
+                continue
+            mod, args = TrainEvalBatchNorm(float(momentum), float(eps)), (x, w, b, mean, var)
+        else:
+            continue
+        name = f"qplan_mode_{node.name}"
+        gm.add_submodule(name, mod)
+        with graph.inserting_before(node):
+            new = graph.call_module(name, args)
+        new.meta = dict(node.meta)
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        count += 1
+    if count:
+        graph.lint()
+        gm.recompile()
+    return count

@@ -118,6 +118,9 @@ class Quantizer:
             from qplan.runtime.fold import fold_batch_norms
 
             self.folded = fold_batch_norms(prepared, cap, plan)
+            from qplan.runtime.graph import bind_training_flags
+
+            bind_training_flags(prepared)
         else:
             from qplan.runtime.eager import attach
 
