@@ -105,8 +105,13 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
     base = factory()
 
     def fresh() -> tuple:
-        _collect()
         return copy.deepcopy(base[0]), base[1]
+
+    def run(fn: Callable[[Any], Any], arg: Any = None) -> tuple[Any, float, float]:
+        """Time ``fn(arg)`` (default: a fresh model copy); the copy and a GC run happen before the clock starts."""
+        arg = fresh() if arg is None else arg
+        _collect()
+        return timed(lambda: fn(arg))
 
     r: dict[str, Any] = {"name": name, "layers": layers}
     keys = ["export", "ao_prepare", "capture", "compile", "graph", "eager", "coreai_graph", "coreai_eager"]
@@ -114,14 +119,13 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
     rounds = warmup + max(repeat, coreai_repeat)
     for k in range(rounds):
         keep = k >= warmup
-        gm, w, c = timed(lambda: tools.ao_export(fresh()))
+        gm, w, c = run(tools.ao_export)
         keep and s["export"].add(w, c)
-        _collect()
-        _, w, c = timed(lambda: tools.ao_prepare(gm))
+        _, w, c = run(tools.ao_prepare, gm)
         keep and s["ao_prepare"].add(w, c)
         del gm
         if k < warmup + repeat:
-            cap, w, c = timed(lambda: tools.qplan_capture(fresh()))
+            cap, w, c = run(tools.qplan_capture)
             keep and s["capture"].add(w, c)
             _collect()
             comp, plan = measure(lambda: tools.qplan_compile(cap.inventory), repeat=compile_repeat, warmup=1)
@@ -129,13 +133,13 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
                 s["compile"].add(comp.w, comp.c)
             r["ops"], r["fq"] = len(cap.inventory.ops), len(plan.quantizers)
             del cap
-            _, w, c = timed(lambda: tools.qplan_graph(fresh()))
+            _, w, c = run(tools.qplan_graph)
             keep and s["graph"].add(w, c)
-            _, w, c = timed(lambda: tools.qplan_eager(fresh()))
+            _, w, c = run(tools.qplan_eager)
             keep and s["eager"].add(w, c)
         if k < warmup + coreai_repeat:
             for mode in ("graph", "eager"):
-                pm, w, c = timed(lambda: tools.coreai(mode)(fresh()))
+                pm, w, c = run(tools.coreai(mode))
                 keep and s[f"coreai_{mode}"].add(w, c)
                 del pm
         print(f"  {name}: round {k + 1}/{rounds} done (load {load_average()})", file=sys.stderr, flush=True)
