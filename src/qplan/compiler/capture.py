@@ -337,6 +337,19 @@ def _replace(args: tuple, kwargs: dict, edits: list[tuple[tuple[Any, ...], Any]]
     return tuple(out_args), out_kwargs
 
 
+def _first_tensor(args: tuple, kwargs: dict) -> tuple[tuple[Any, ...], torch.Tensor] | None:
+    """(location, tensor) of the first tensor argument, lists included, args before kwargs."""
+    for where, items in (("args", enumerate(args)), ("kwargs", kwargs.items())):
+        for key, a in items:
+            if isinstance(a, torch.Tensor):
+                return (where, key), a
+            if isinstance(a, (list, tuple)):
+                for k, v in enumerate(a):
+                    if isinstance(v, torch.Tensor):
+                        return (where, key, k), v
+    return None
+
+
 _SIG_CACHE: dict[Any, tuple[tuple[str, ...], str | None]] = {}
 _TARGET_CACHE: dict[Any, tuple[str, str]] = {}
 
@@ -494,8 +507,16 @@ class EagerOpNamer(TorchFunctionMode):
     def describe(self, func: Any, args: tuple, kwargs: dict) -> tuple[OpCall, list[_Arg]]:
         """The :class:`OpCall` for a call about to run (does not advance the counters)."""
         target, op_type = _target(func)
-        named = self._named_args(func, op_type, args, kwargs)
         module = self.module
+        info = OP_TABLE.get(op_type)
+        if info is not None and info.cls in _UNLISTED:  # fast path: only the first tensor matters
+            call = OpCall(func=func, target=target, op_type=op_type, module=module, name=None)
+            first = _first_tensor(args, kwargs)
+            if first is not None:
+                loc, t = first
+                call.inputs = (InputSlot(0, self.source_of(t), loc, t),)
+            return call, []
+        named = self._named_args(func, op_type, args, kwargs)
         name = self._builder.peek_name(module, op_type) if _is_candidate(op_type, named) else None
         call = OpCall(func=func, target=target, op_type=op_type, module=module, name=name)
         if name is not None:
