@@ -192,6 +192,15 @@ class FakeQuantize(nn.Module):
         # Constant zero point of symmetric integer schemes: 0 (signed) or mid-range (unsigned).
         self._zp_const = (self.quant_min + self.quant_max + 1) // 2 if not self.is_float else 0
         self._setup_granularity()
+        # Constants as 0-dim tensors: binary ops with a Python number pay for wrapping it on every call.
+        # scale = range / divisor: fmax (floats), (qmax - qmin) / 2 (symmetric), qmax - qmin (asymmetric).
+        if self.is_float:
+            divisor = float(self.quant_max)
+        else:
+            divisor = float(self.quant_max - self.quant_min) / (2 if self.symmetric else 1)
+        self.register_buffer("_divisor", torch.tensor(divisor), persistent=False)
+        self.register_buffer("_qmin_t", torch.tensor(float(self.quant_min)), persistent=False)
+        self.register_buffer("_zp_t", torch.tensor(float(self._zp_const)), persistent=False)
 
         lo, hi = spec.float_range
         self._fixed_lo = None if lo is None else float(lo)
@@ -379,7 +388,7 @@ class FakeQuantize(nn.Module):
         elif self.use_minval:
             out = _FakeQuantInt.apply(v, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
         elif self.symmetric:
-            zp = self._zp_const or None
+            zp = self._zp_t if self._zp_const else None
             out = _FakeQuantInt.apply(v, scale, inv, zp, None, self.quant_min, self.quant_max)
         else:
             out = _FakeQuantInt.apply(v, scale, inv, offset, None, self.quant_min, self.quant_max)
@@ -459,22 +468,21 @@ class FakeQuantize(nn.Module):
                 s = e8m0_scale(amax, self._fmt)  # type: ignore[arg-type]
                 scale = o_scale.copy_(s) if out else s
             else:
-                scale = torch.div(amax, self.quant_max, out=o_scale).clamp_(min=_FLOAT_EPS)
+                scale = torch.div(amax, self._divisor, out=o_scale).clamp_(min=_FLOAT_EPS)
             return scale, torch.reciprocal(scale, out=o_inv), None
-        span = float(self.quant_max - self.quant_min)
         if self.symmetric:
             amax = torch.amax(bounds, dim=0)
-            scale = torch.div(amax, span / 2, out=o_scale).clamp_(min=_INT_EPS)
+            scale = torch.div(amax, self._divisor, out=o_scale).clamp_(min=_INT_EPS)
             inv = torch.reciprocal(scale, out=o_inv)
             if self.use_minval:
                 return scale, inv, torch.neg(amax, out=self.minval if out else None)
             return scale, inv, None if out else self._zp_const
-        scale = torch.sum(bounds, dim=0).div_(span)
+        scale = torch.sum(bounds, dim=0).div_(self._divisor)
         scale = torch.clamp(scale, min=_INT_EPS, out=o_scale)
         inv = torch.reciprocal(scale, out=o_inv)
         if self.use_minval:
             return scale, inv, torch.neg(bounds[0], out=self.minval if out else None)
-        zp = torch.div(bounds[0], scale).round_().add_(self.quant_min).clamp_(self.quant_min, self.quant_max)
+        zp = torch.div(bounds[0], scale).round_().add_(self._qmin_t).clamp_(self.quant_min, self.quant_max)
         if out:
             return scale, inv, self.zero_point.copy_(zp)
         return scale, inv, zp.to(torch.int32)
