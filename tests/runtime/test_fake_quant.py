@@ -558,3 +558,27 @@ def test_module_is_an_nn_module_with_buffers_only():
     assert list(fq.parameters()) == []
     assert {"scale", "zero_point", "bounds", "observer_enabled", "fake_quant_enabled", "observed"} <= set(fq.state_dict())
     assert math.isclose(fq.scale.item(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(dtype="int4", qscheme="asymmetric", qformulation="minval", granularity="per_block", block_size=4, axis=1), dict(dtype="float4_e2m1fn_x2")],
+    ids=["int4-minval-block", "fp4"],
+)
+def test_torch_export_of_frozen_fake_quant_and_dequantize(kw):
+    """Finalization traces frozen fake-quants and ``dequantize`` with torch.export."""
+    fq = make_fake_quantize(spec(**kw), (4, 16), role="state")
+    x = rand((4, 16), seed=12)
+    fq(x)
+    fq.disable_observer().eval()
+    ep = torch.export.export(fq, (x,))
+    assert torch.equal(ep.module()(x), fq(x))
+
+    class Dequant(torch.nn.Module):
+        def forward(self, q, s, o):
+            return fq.dequantize(q, s, o)
+
+    q, s, o = fq.quantize_for_storage(x)
+    o = torch.zeros(()) if o is None else o
+    ep = torch.export.export(Dequant(), (q, s, o))
+    assert torch.equal(ep.module()(q, s, o), fq(x))
