@@ -413,6 +413,10 @@ def test_bad_specs_are_clear_errors():
         make_fake_quantize(spec(dtype="float8_e4m3fn", qscheme="asymmetric"), (4,))
     with pytest.raises(ValueError, match="unsupported qparam calculator"):
         make_fake_quantize(spec(qparam_calculator="default"), (4,))
+    with pytest.raises(ValueError, match="only for float dtypes"):
+        make_fake_quantize(spec(scale_dtype="float8_e8m0fnu"), (4,))
+    with pytest.raises(ValueError, match=r"float_range \[null, null\]"):
+        make_fake_quantize(spec(qparam_calculator="dynamic", float_range=(-1.0, None)), (4,))
 
 
 def test_repr_is_readable():

@@ -202,7 +202,7 @@ class FakeQuantize(nn.Module):
         self.register_buffer("_qmin_t", torch.tensor(float(self.quant_min)), persistent=False)
         self.register_buffer("_zp_t", torch.tensor(float(self._zp_const)), persistent=False)
 
-        lo, hi = spec.float_range
+        lo, hi = tuple(spec.float_range)
         self._fixed_lo = None if lo is None else float(lo)
         self._fixed_hi = None if hi is None else float(hi)
         self._frozen_range = self._fixed_lo is not None and self._fixed_hi is not None
@@ -246,7 +246,11 @@ class FakeQuantize(nn.Module):
             )
         if spec.dtype in FLOAT_FORMATS and (spec.qscheme != "symmetric" or spec.qformulation != "zp"):
             raise ValueError(f"float dtype `{spec.dtype}` needs qscheme `symmetric` and qformulation `zp`{where}")
-        if spec.qparam_calculator == "dynamic" and spec.float_range != (None, None):
+        if spec.scale_dtype not in (None, "float8_e8m0fnu"):
+            raise ValueError(f"unsupported scale_dtype `{spec.scale_dtype}`{where}; expected null or `float8_e8m0fnu`")
+        if spec.scale_dtype is not None and spec.dtype not in FLOAT_FORMATS:
+            raise ValueError(f"scale_dtype `{spec.scale_dtype}` is only for float dtypes, not `{spec.dtype}`{where}")
+        if spec.qparam_calculator == "dynamic" and tuple(spec.float_range) != (None, None):
             raise ValueError(f"`dynamic` qparams need float_range [null, null]{where}")
         if spec.range_calculator != "minmax":
             raise ValueError(f"unsupported range calculator `{spec.range_calculator}`{where}; expected `minmax`")
@@ -591,7 +595,7 @@ class FakeQuantize(nn.Module):
             f"calculator={self.calculator}",
             f"quant_range=[{self.quant_min}, {self.quant_max}]",
             "scale=pow2" if self.pow2_scale else None,
-            f"float_range={list(s.float_range)}" if s.float_range != (None, None) else None,
+            f"float_range={list(s.float_range)}" if tuple(s.float_range) != (None, None) else None,
             f"observer={'on' if self._obs_on else 'off'}",
             f"fake_quant={'on' if self._fq_on else 'off'}",
         ]
