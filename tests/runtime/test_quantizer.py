@@ -91,6 +91,11 @@ def test_end_to_end(name: str, mode: str, tmp_path) -> None:
         got = loaded.module()(*args)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
+    # both the prepared model and the program take another batch size
+    big = tuple(torch.cat([a, a, a]) for a in args)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module()(*big), prepared(*big), atol=1e-5, rtol=1e-5)
+
     # weights are stored quantized, read through dequantize ops
     int8 = [k for k, v in ep.state_dict.items() if v.dtype == torch.int8]
     assert int8, "no int8 weight in the finalized program"

@@ -242,8 +242,19 @@ def finalize(quantizer: Quantizer) -> torch.export.ExportedProgram:
 
         module = finalize_module(quantizer, _weight_module, _activation_module, _replace_param)
     module.eval()
+    args = quantizer.example_inputs
     with torch.no_grad():
-        return torch.export.export(module, quantizer.example_inputs)
+        if quantizer.plan.mode == "eager" or quantizer.dynamic_batch:
+            from qplan.runtime.graph import batch_dynamic_shapes
+
+            shapes = batch_dynamic_shapes(args)
+            if quantizer.plan.mode == "eager":
+                shapes = (shapes,)  # the prepared eager forward is `forward(*args, **kwargs)`
+            try:  # any batch size, like the prepared model
+                return torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+            except Exception:  # noqa: BLE001 - a model that specializes its batch size exports statically
+                pass
+        return torch.export.export(module, args, strict=False)
 
 
 def load_program(path: str | Path) -> torch.export.ExportedProgram:

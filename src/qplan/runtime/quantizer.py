@@ -57,6 +57,37 @@ def _as_plan_or_config(obj: Any) -> Any:
     raise TypeError(f"expected a Plan, a QuantizerConfig or a path, got `{type(obj).__name__}`")
 
 
+def _has_symbolic_batch(ep: Any) -> bool:
+    for n in ep.graph.nodes:
+        if n.op == "placeholder":
+            val = n.meta.get("val")
+            if isinstance(val, torch.Tensor) and val.dim() > 0 and not isinstance(val.shape[0], int):
+                return True
+    return False
+
+
+def _with_exported(cap: Any, ep: Any) -> Any:
+    """The capture with its node maps moved (by node name) onto another export of the same model."""
+    if ep is cap.exported:
+        return cap
+    import dataclasses
+
+    by_name = {n.name: n for n in ep.graph.nodes}
+
+    def move(n: Any) -> Any:
+        return by_name[n.name]
+
+    return dataclasses.replace(
+        cap,
+        exported=ep,
+        nodes={k: move(v) for k, v in cap.nodes.items()},
+        op_nodes={k: tuple(move(n) for n in v) for k, v in cap.op_nodes.items()},
+        value_nodes={k: move(v) for k, v in cap.value_nodes.items()},
+        input_edges={k: tuple((move(c), move(i)) for c, i in v) for k, v in cap.input_edges.items()},
+        param_nodes={k: move(v) for k, v in cap.param_nodes.items()},
+    )
+
+
 class Quantizer:
     """Applies one plan (or a config compiled on the fly) to one model."""
 
@@ -82,6 +113,7 @@ class Quantizer:
         self.step_count = 0
         self._interceptor = None
         self.folded: list[str] = []  # batch-norm ops folded into weights (graph mode)
+        self.dynamic_batch = False  # graph mode: the prepared model accepts any batch size
 
     # ----------------------------------------------------------------------------------- prepare
     def prepare(self, example_inputs: Any) -> nn.Module:
@@ -109,7 +141,20 @@ class Quantizer:
         if mode == "graph":
             from qplan.runtime.graph import insert_fake_quants
 
-            gm = cap.exported.module()
+            from qplan.runtime.graph import export_batch_dynamic
+
+            # the capture is exported with static shapes; a batch-dynamic export with the same
+            # nodes lets the prepared model run on any batch size
+            self.dynamic_batch = False
+            ep = cap.exported
+            if not _has_symbolic_batch(ep):
+                dyn = export_batch_dynamic(work, args, like=ep)
+                if dyn is not None:
+                    ep, self.dynamic_batch = dyn, True
+            else:
+                self.dynamic_batch = True
+            cap = _with_exported(cap, ep)
+            gm = ep.module()
             # the unlifted module refuses train()/eval(); the fake-quants need them, and the captured
             # ops keep the train/eval behaviour they were exported with
             for attr in ("train", "eval"):
