@@ -38,7 +38,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def load_cases(name: str) -> list:
-    cases = YAML(typ="safe").load((FIXTURES / f"{name}.yaml").read_text())
+    cases = YAML(typ="safe", pure=True).load((FIXTURES / f"{name}.yaml").read_text())  # YAML 1.2 (`a:b` in flow)
     return [pytest.param(c, id=c["name"]) for c in cases]
 
 
