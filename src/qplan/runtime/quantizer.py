@@ -123,7 +123,13 @@ class Quantizer:
         from qplan.compiler.capture import capture
 
         args = _as_tuple(example_inputs)
-        work = copy.deepcopy(self.model)
+        try:
+            work = copy.deepcopy(self.model)  # the user's model is never modified
+        except Exception as e:  # noqa: BLE001 - deepcopy raises whatever an attribute raises
+            raise QplanError(
+                f"cannot copy `{type(self.model).__name__}` to prepare it ({type(e).__name__}: {e}); "
+                "help: make the model deep-copyable (prepare never modifies the original)"
+            ) from e
         if self.plan is None:  # compile from this very capture (the model is captured once)
             from qplan.compiler import compile_inventory
 
