@@ -92,56 +92,28 @@ def module_name(address: str) -> str:
     return "fq__" + _BAD.sub("_", address.replace(":", "__"))
 
 
-def _op_digest(op: Op) -> str:
-    srcs = ",".join(str(t.source) for t in op.inputs)
-    states = ",".join(f"{k}={v}" for k, v in sorted(op.states.items()))
-    return f"{op.op_type} ({srcs}) [{states}] {len(op.outputs)}"
-
-
 def check_fingerprint(plan: Plan, inventory: Inventory) -> None:
     """Raise :class:`PlanMismatchError` naming the first op that differs when the model does not match.
 
     The plan stores only the inventory's fingerprint, so the first differing op is located from
-    what the plan does hold: the op names, sources and state shapes of its quantizer entries, in
-    plan order. Any mismatch is an error, even when no single op can be blamed.
+    what the plan does hold: the op names, output counts, input counts, states and parameter
+    shapes its quantizer entries name, in plan (execution) order. Any mismatch is an error, even
+    when no single op can be blamed (an op the plan does not quantize changed).
     """
     got = inventory.fingerprint()
     if got == plan.model.fingerprint:
         return
     ops = {op.name: op for op in inventory.ops}
-    order = {op.name: k for k, op in enumerate(inventory.ops)}
-    problem: str | None = None
-    for e in plan.quantizers:
-        problem = _entry_problem(e, inventory, ops)
-        if problem:
-            break
-    if problem is None:
-        # every address the plan names exists; blame the first op (in execution order) that the
-        # plan does not mention in a way consistent with the new model
-        named = _plan_op_names(plan)
-        missing = sorted((n for n in named if n not in order), key=str)
-        if missing:
-            problem = f"op `{missing[0]}` named by the plan does not exist in the model"
-    cls = inventory.model_class
-    msg = f"model `{cls}` does not match the plan (plan fingerprint {plan.model.fingerprint}, model {got})"
+    problem = next((p for e in plan.quantizers if (p := _entry_problem(e, inventory, ops))), None)
+    msg = (
+        f"model `{inventory.model_class}` does not match the plan "
+        f"(plan fingerprint {plan.model.fingerprint}, model {got})"
+    )
     if problem:
         msg += f": {problem}"
     else:
         msg += "; every address the plan quantizes still exists, but other ops changed"
     raise PlanMismatchError(msg + "; help: recompile the plan for this model (`qplan compile-plan`)")
-
-
-def _plan_op_names(plan: Plan) -> list[str]:
-    names: list[str] = []
-    for e in plan.quantizers:
-        s = parse_source(e.source)
-        if s.kind == "op":
-            names.append(s.op)
-        for r in e.readers:
-            rr = parse_reader(r)
-            if rr.op:
-                names.append(rr.op)
-    return names
 
 
 def _entry_problem(e: QuantizerEntry, inv: Inventory, ops: dict[str, Op]) -> str | None:
