@@ -70,7 +70,7 @@ def _world_size() -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Autograd kernels: one pass of elementwise ops forward, one multiply backward.
+# Autograd kernels: a few float elementwise ops forward, one `hardtanh_backward` backward.
 
 
 _hardtanh_backward = torch.ops.aten.hardtanh_backward.default
