@@ -10,6 +10,7 @@ construction). It also returns the document in the exact form ``msgspec.convert`
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import typing
 import warnings
@@ -71,6 +72,22 @@ def validate_document(
 
 _QUANTIZER_CONFIG = mi.type_info(T.QuantizerConfig)
 _SPEC = mi.type_info(T.QuantizationSpec)
+
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex_problems(pattern: str, what: str) -> tuple[str | None, tuple[str, ...]]:
+    """The error (or None) and the warnings of compiling `pattern`, the same on every call: `re`
+    warns only when it compiles a pattern, not when it reuses its cached copy, so that cache is
+    cleared before the first (and, thanks to lru_cache, only) compile here."""
+    re.purge()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            T._check_regex(pattern, what)
+        except ValueError as e:
+            return str(e), tuple(str(w.message) for w in caught)
+    return None, tuple(str(w.message) for w in caught)
 
 
 class _Walker:
@@ -294,14 +311,11 @@ class _Walker:
         keys = [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)] if isinstance(value, dict) else []
         if key in REGEX_KEY_FIELDS:
             for pattern in keys:
-                try:
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        T._check_regex(pattern, REGEX_KEY_FIELDS[key])
-                except ValueError as e:
-                    self.report("invalid-regex", str(e), (*path, pattern), at="key")
-                for w in caught:
-                    self.report("regex-warning", f"regex `{pattern}`: {str(w.message).lower()}", (*path, pattern),
+                error, messages = _regex_problems(pattern, REGEX_KEY_FIELDS[key])
+                if error is not None:
+                    self.report("invalid-regex", error, (*path, pattern), at="key")
+                for message in messages:
+                    self.report("regex-warning", f"regex `{pattern}`: {message.lower()}", (*path, pattern),
                                 at="key", level="warning", help="escape `[`, `-`, `&`, `~` and `|` inside `[...]` with a backslash")
         elif key == "module_type_configs":
             for name in keys:
