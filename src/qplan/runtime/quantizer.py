@@ -172,6 +172,10 @@ class Quantizer:
             from qplan.runtime.graph import bind_training_flags
 
             bind_training_flags(prepared)
+            # the unlifted module re-checks the input pytree structure in a pre-hook on every call;
+            # its own flatten and shape guards (`_guards_fn`) still run, so skip the extra check
+            if hasattr(prepared, "validate_inputs"):
+                prepared.validate_inputs = False
         else:
             from qplan.runtime.eager import attach
 
