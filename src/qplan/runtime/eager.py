@@ -367,7 +367,7 @@ def build_interceptor(
 
 def attach(
     model: nn.Module, placements: list[EntryPlacement], modules: Mapping[str, nn.Module], inv: Inventory
-) -> tuple[nn.Module, Interceptor]:
+) -> nn.Module:
     """Register the fake-quants under ``model`` and route its forward through an interceptor."""
     holder = nn.ModuleDict()
     for p in placements:
@@ -375,7 +375,8 @@ def attach(
     model.add_module(FAKE_QUANTS, holder)
     object.__setattr__(model, "_qplan_placements", (placements, inv))
     model.forward = types.MethodType(_forward, model)
-    return model, _rebuild(model)
+    _rebuild(model)
+    return model
 
 
 def finalize_module(

@@ -22,8 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from qplan.compiler.capture import capture
 from qplan.compiler.plan import Plan, decode_plan, load_plan
 from qplan.diagnostics import QplanError
+from qplan.runtime.eager import attach
+from qplan.runtime.fold import fold_batch_norms
+from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants
 from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
 from qplan.schema.types import QATSchedule, QuantizerConfig
 
@@ -111,7 +115,6 @@ class Quantizer:
         self._schedules: list[tuple[nn.Module, QATSchedule]] = []
         self._unscheduled: list[nn.Module] = []
         self.step_count = 0
-        self._interceptor = None
         self.folded: list[str] = []  # batch-norm ops folded into weights (graph mode)
         self.dynamic_batch = False  # graph mode: the prepared model accepts any batch size
 
@@ -120,8 +123,6 @@ class Quantizer:
         """Capture a copy of the model, check it against the plan, insert the plan's fake-quants."""
         if self.prepared is not None:
             raise QplanError("this Quantizer is already prepared; create a new one to prepare again")
-        from qplan.compiler.capture import capture
-
         args = _as_tuple(example_inputs)
         try:
             work = copy.deepcopy(self.model)  # the user's model is never modified
@@ -145,47 +146,41 @@ class Quantizer:
         self.placements = place_entries(plan, cap.inventory)
         self._build_modules(plan)
         if mode == "graph":
-            from qplan.runtime.graph import insert_fake_quants
-
-            from qplan.runtime.graph import export_batch_dynamic
-
-            # the capture is exported with static shapes; a batch-dynamic export with the same
-            # nodes lets the prepared model run on any batch size
-            self.dynamic_batch = False
-            ep = cap.exported
-            if not _has_symbolic_batch(ep):
-                dyn = export_batch_dynamic(work, args, like=ep)
-                if dyn is not None:
-                    ep, self.dynamic_batch = dyn, True
-            else:
-                self.dynamic_batch = True
-            cap = _with_exported(cap, ep)
-            gm = ep.module()
-            # the unlifted module refuses train()/eval(); the fake-quants need them, and the captured
-            # ops keep the train/eval behaviour they were exported with
-            for attr in ("train", "eval"):
-                gm.__dict__.pop(attr, None)
-            prepared = insert_fake_quants(gm, self.placements, self.fake_quants, cap)
-            from qplan.runtime.fold import fold_batch_norms
-
-            self.folded = fold_batch_norms(prepared, cap, plan)
-            from qplan.runtime.graph import bind_training_flags
-
-            bind_training_flags(prepared)
-            # the unlifted module re-checks the input pytree structure in a pre-hook on every call;
-            # its own flatten and shape guards (`_guards_fn`) still run, so skip the extra check
-            if hasattr(prepared, "validate_inputs"):
-                prepared.validate_inputs = False
+            prepared = self._prepare_graph(work, args, cap, plan)
         else:
-            from qplan.runtime.eager import attach
-
-            prepared, self._interceptor = attach(work, self.placements, self.fake_quants, cap.inventory)
+            prepared = attach(work, self.placements, self.fake_quants, cap.inventory)
         self._preserve_attributes(prepared)
         self.prepared = prepared
         self.example_inputs = args
-        self._cap_inventory = cap.inventory
-        self.training_mode() if self.model.training else self.inference_mode()
+        if self.model.training:
+            self.training_mode()
+        else:
+            self.inference_mode()
         return prepared
+
+    def _prepare_graph(self, work: nn.Module, args: tuple, cap: Any, plan: Plan) -> nn.Module:
+        # the capture is exported with static shapes; a batch-dynamic export with the same nodes
+        # lets the prepared model run on any batch size
+        ep = cap.exported
+        self.dynamic_batch = _has_symbolic_batch(ep)
+        if not self.dynamic_batch:
+            dyn = export_batch_dynamic(work, args, like=ep)
+            if dyn is not None:
+                ep, self.dynamic_batch = dyn, True
+        cap = _with_exported(cap, ep)
+        gm = ep.module()
+        # the unlifted module refuses train()/eval(); the prepared model needs them (fake-quants,
+        # and the dropout / batch-norm nodes bound below)
+        for attr in ("train", "eval"):
+            gm.__dict__.pop(attr, None)
+        insert_fake_quants(gm, self.placements, self.fake_quants, cap)
+        self.folded = fold_batch_norms(gm, cap, plan)
+        bind_training_flags(gm)
+        # the unlifted module re-checks the input pytree structure in a pre-hook on every call;
+        # its own flatten and shape guards (`_guards_fn`) still run, so skip the extra check
+        if hasattr(gm, "validate_inputs"):
+            gm.validate_inputs = False
+        return gm
 
     def _build_modules(self, plan: Plan) -> None:
         from qplan.runtime.fake_quant import make_fake_quantize
