@@ -52,7 +52,11 @@ class DigitsCNN(nn.Module):
 
 
 class Attention(nn.Module):
-    """Causal multi-head self-attention written with matmuls and softmax."""
+    """Causal multi-head self-attention written with matmuls and softmax.
+
+    The causal mask is a bool tensor applied with ``masked_fill`` (a known op), so a W8A8 config
+    never fake-quantizes the ``-inf`` entries (adding a float ``-inf`` mask would).
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -71,7 +75,7 @@ class Attention(nn.Module):
 
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
         scores = torch.matmul(q, k.transpose(-2, -1)) * (d // h) ** -0.5
-        probs = torch.softmax(scores + mask, dim=-1)
+        probs = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
         out = torch.matmul(probs, v).transpose(1, 2).reshape(b, t, d)
         return self.o_proj(out)
 
@@ -102,7 +106,7 @@ class TinyLM(nn.Module):
         self.ln_f = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab, bias=False)
         self.head.weight = self.embed.weight  # tied
-        self.register_buffer("mask", torch.full((ctx, ctx), float("-inf")).triu(1), persistent=False)
+        self.register_buffer("mask", torch.ones(ctx, ctx, dtype=torch.bool).triu(1), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]

@@ -119,9 +119,10 @@ def test_transformer_tied_weights_and_attention():
         "blocks.0.attn.q_proj.linear:out0", "blocks.0.attn.k_proj.linear:out0",
     ]  # seen through view/transpose  # fmt: skip
     assert [i.source for i in ops["blocks.0.add_1"].inputs] == ["blocks.0.add:out0", "blocks.0.fc2.linear:out0"]
-    # a buffer read by a generic op: an input by fqn and a state named after the attribute
-    assert ops["blocks.0.attn.add"].states == {"mask": "mask"}
-    assert ops["blocks.0.attn.add"].inputs[1].source == "mask"
+    # a bool buffer read by a generic op: an input by fqn, not a state (states are float tensors)
+    fill = ops["blocks.0.attn.masked_fill"]
+    assert [i.source for i in fill.inputs] == ["blocks.0.attn.mul:out0", "mask"]
+    assert fill.inputs[1].dtype == "bool" and fill.states == {}
     mods = {m.path: m for m in g.inventory.modules}
     assert mods["blocks.0.attn"].inputs == ("blocks.0.ln1.layer_norm:out0", "mask")
     assert mods["blocks.0.attn"].outputs == ("blocks.0.attn.o_proj.linear:out0",)
