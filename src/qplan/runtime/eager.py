@@ -34,6 +34,7 @@ from torch.utils import _pytree as pytree
 
 from qplan.compiler.capture import EagerOpNamer, OpCall
 from qplan.compiler.inventory import Inventory
+from qplan.compiler.ops import OP_TABLE
 from qplan.runtime.match import EntryPlacement
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Interceptor", "QplanUnknownOpWarning", "attach", "build_interceptor", "FAKE_QUANTS", "finalize_module"]
 
 FAKE_QUANTS = "qplan_fake_quants"  # name of the ModuleDict holding the fake-quants
+_PASS_THROUGH = frozenset(t for t, info in OP_TABLE.items() if info.cls == "pass_through")
 
 
 class QplanUnknownOpWarning(UserWarning):
@@ -167,7 +169,7 @@ class Interceptor(EagerOpNamer):
         name = call.name
         if name is None:
             out = func(*args, **kwargs)
-            if self.side and call.inputs:
+            if self.side and call.inputs and call.op_type in _PASS_THROUGH:
                 self._mirror(call, func, args, kwargs, out)
             return out
         act = self.actions.get(name)
