@@ -14,6 +14,8 @@ import pytest
 
 from qplan.cli import main
 
+pytestmark = pytest.mark.usefixtures("composer")  # every test under both YAML composers (conftest.py)
+
 BAD = Path(__file__).parent / "bad"
 FILES = sorted(p for p in BAD.iterdir() if p.suffix in (".yaml", ".json"))
 _EXPECT = re.compile(r"(\d+):(\d+) (\S+) (.+)")

@@ -17,6 +17,8 @@ from qplan.schema.paths import config_path
 from qplan.schema.types import PerBlockGranularity
 from qplan.schema.yamldoc import MAX_NODES
 
+pytestmark = pytest.mark.usefixtures("composer")  # every test under both YAML composers (conftest.py)
+
 YAML = """\
 quantization_config:
   module_name_configs:

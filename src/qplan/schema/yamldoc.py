@@ -1,9 +1,15 @@
 """Read YAML (or JSON) text safely into plain Python values, with a source span for every node.
 
-The ruamel.yaml composer gives a node graph with 0-based marks; this module builds values from it
-itself, so that no tag ever builds an object, aliases are expanded under a node budget (an alias
-bomb is an error, not a hang), ``<<:`` merge keys work, duplicate keys are errors, and an empty
-value can be told apart from an explicit ``null``.
+A composer gives a node graph with 0-based marks; this module builds values from it itself, so
+that no tag ever builds an object, aliases are expanded under a node budget (an alias bomb is an
+error, not a hang), ``<<:`` merge keys work, duplicate keys are errors, and an empty value can be
+told apart from an explicit ``null``.
+
+Composing: when ruamel.yaml.clib is installed, libyaml's compiled parser supplies the events and
+a small loop here turns them into ruamel nodes (about ten times faster than ruamel's pure-Python
+composer). Anything out of the ordinary there (a syntax error, a directive, a reused or undefined
+anchor, deep nesting, an empty value whose position the two parsers place differently) is left
+to ruamel's pure-Python composer, so errors, warnings and spans are the same either way.
 """
 
 from __future__ import annotations
@@ -16,7 +22,26 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import implicit_resolvers
+from ruamel.yaml.tag import Tag
+
+try:  # ruamel.yaml.clib: libyaml's scanner and parser, compiled (optional)
+    from _ruamel_yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - depends on the platform
+    _CParser = None
 
 from qplan.diagnostics import ConfigError, Diagnostic, Span
 
@@ -69,7 +94,32 @@ def parse_document(text: str, name: str) -> ParsedDocument:
     """Parse one YAML/JSON document; raise ConfigError for syntax errors and unsafe content."""
     if "\t" in text:
         text = _detab_json(text)
-    yaml = YAML(typ="rt")
+    root, caught = _compose_fast(text), []
+    if root is None:
+        root, caught = _compose_pure(text, name)
+    if root is None:
+        raise ConfigError(Diagnostic(
+            code="empty-document", level="error", message="the config is empty; expected a mapping with `quantization_config`",
+            span=Span(file=name, line=1, col=1),
+        ))
+    builder = _Builder(name)
+    builder.warnings += [_reused_anchor(w.message, name) for w in caught if issubclass(w.category, ReusedAnchorWarning)]
+    try:
+        _check_size(root, name)
+        value = builder.build(root, ())
+    except RecursionError:
+        builder.fail(root, "document is nested too deeply", "yaml-syntax")
+    if builder.errors:
+        raise ConfigError([*builder.errors, *builder.warnings])
+    doc = builder.doc
+    doc.value = value
+    doc.warnings = builder.warnings
+    return doc
+
+
+def _compose_pure(text: str, name: str) -> tuple[Node | None, list[warnings.WarningMessage]]:
+    """ruamel.yaml's pure-Python composer (YAML 1.2); syntax errors become ConfigError."""
+    yaml = YAML(typ="safe", pure=True)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ReusedAnchorWarning)
@@ -90,24 +140,146 @@ def parse_document(text: str, name: str) -> ParsedDocument:
     except (YAMLError, RecursionError) as e:
         msg = "document is nested too deeply" if isinstance(e, RecursionError) else f"invalid YAML: {e}"
         raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=msg, span=Span(file=name, line=1, col=1))) from None
-    if root is None:
-        raise ConfigError(Diagnostic(
-            code="empty-document", level="error", message="the config is empty; expected a mapping with `quantization_config`",
-            span=Span(file=name, line=1, col=1),
-        ))
-    builder = _Builder(name)
-    builder.warnings += [_reused_anchor(w.message, name) for w in caught if issubclass(w.category, ReusedAnchorWarning)]
+    return root, caught
+
+
+class _Decline(Exception):
+    """The fast composer leaves this document to the pure-Python one."""
+
+
+_FAST_MAX_DEPTH = 100
+"""Deeper documents go to the pure composer (which reports "nested too deeply" past its limit)."""
+_YAML11_ONLY = re.compile("[\t\x85\u2028\u2029\ufeff]")
+"""Characters libyaml (YAML 1.1) reads differently from ruamel (YAML 1.2): tabs, extra line breaks, BOM.
+(libyaml also ends a text without a final newline at the start of a line that is not there.)"""
+_STR = f"{_YAML}str"
+
+
+def _implicit_rules() -> dict[str, list[tuple[str, re.Pattern]]]:
+    """ruamel's YAML 1.2 rules for plain scalars (`1` is an int, `~` a null), by first character."""
+    rules: dict[str, list[tuple[str, re.Pattern]]] = {}
+    for versions, tag, regexp, first in implicit_resolvers:
+        if (1, 2) in versions:
+            for ch in first:
+                rules.setdefault(ch, []).append((tag, regexp))
+    return rules
+
+
+_IMPLICIT = _implicit_rules()
+_TAGS = {tag: Tag(suffix=tag) for tag in {_STR, f"{_YAML}seq", f"{_YAML}map", *(t for rules in _IMPLICIT.values() for t, _ in rules)}}
+"""One shared Tag per tag (a Tag decodes its text on first use, character by character)."""
+
+
+def _resolve_plain(value: str) -> Tag:
+    for tag, regexp in _IMPLICIT.get(value[:1], ()):
+        if regexp.match(value):
+            return _TAGS[tag]
+    return _TAGS[_STR]
+
+
+def _compose_fast(text: str) -> Node | None:
+    """Compose with libyaml's events, or None where the pure composer must decide."""
+    if _CParser is None or not text.endswith("\n") or _YAML11_ONLY.search(text):
+        return None
     try:
-        _check_size(root, name)
-        value = builder.build(root, ())
-    except RecursionError:
-        builder.fail(root, "document is nested too deeply", "yaml-syntax")
-    if builder.errors:
-        raise ConfigError([*builder.errors, *builder.warnings])
-    doc = builder.doc
-    doc.value = value
-    doc.warnings = builder.warnings
-    return doc
+        parser = _CParser(text)
+    except ValueError:  # text libyaml cannot take (lone surrogates): the pure composer reports it
+        return None
+    try:
+        return _compose_events(parser.get_event, text)
+    except (YAMLError, ValueError, _Decline):
+        return None
+    finally:
+        parser.dispose()
+
+
+def _compose_events(get: Any, text: str) -> Node:
+    """Events of one YAML 1.2 document without directives -> nodes, as ruamel's composer builds them."""
+    if type(get()) is not StreamStartEvent:
+        raise _Decline
+    start = get()
+    if type(start) is not DocumentStartEvent or start.version or start.tags:
+        raise _Decline
+    anchors: dict[str, Node] = {}
+    stack: list[list[Any]] = []  # [collection node, pending mapping key or None]
+    while True:
+        event = get()
+        kind = type(event)
+        if getattr(event, "tag", None) is not None:
+            raise _Decline  # libyaml accepts tags that ruamel refuses; configs hold no tags anyway
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            _check_anchor(text, event)
+            if kind is not AliasEvent and anchor in anchors:
+                raise _Decline  # a reused anchor: the pure composer warns about it
+        if kind is ScalarEvent:
+            style = event.style or None
+            if style == "|" or style == ">":
+                raise _Decline  # block scalar headers: libyaml accepts some that ruamel refuses
+            tag = _resolve_plain(event.value) if event.implicit[0] else _TAGS[_STR]
+            node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=style)
+            if event.value == "" and style is None and (
+                anchor is not None or not stack or stack[-1][1] is None or stack[-1][1].value == "<<"
+            ):
+                raise _Decline  # libyaml places an empty value elsewhere than ruamel; the builder re-places only a mapping value
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+            if kind is MappingStartEvent:
+                node = MappingNode(_TAGS[f"{_YAML}map"], [], event.start_mark, None, flow_style=event.flow_style)
+            else:
+                node = SequenceNode(_TAGS[f"{_YAML}seq"], [], event.start_mark, None, flow_style=event.flow_style)
+            if anchor is not None:
+                anchors[anchor] = node
+            _attach(stack, node)
+            stack.append([node, None])
+            if len(stack) > _FAST_MAX_DEPTH:
+                raise _Decline
+            continue
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            node = stack.pop()[0]
+            node.end_mark = event.end_mark
+            if not stack:
+                break
+            continue
+        elif kind is AliasEvent:
+            node = anchors.get(anchor)
+            if node is None:
+                raise _Decline  # an undefined alias: the pure composer reports it
+        else:
+            raise _Decline
+        if kind is ScalarEvent and anchor is not None:
+            anchors[anchor] = node
+        if not stack:
+            break
+        _attach(stack, node)
+    if type(get()) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
+        raise _Decline  # a second document: the pure composer reports it
+    return node
+
+
+def _check_anchor(text: str, event: Any) -> None:
+    """libyaml ends an anchor or alias name at the first character outside `[A-Za-z0-9_-]`,
+    ruamel at whitespace or a flow indicator; the names agree only when both end at the same place."""
+    start = event.start_mark.index
+    end = start + 1 + len(event.anchor)
+    if text[start : start + 1] not in ("&", "*") or text[start + 1 : end] != event.anchor or text[end : end + 1] not in _NAME_ENDS:
+        raise _Decline
+
+
+_NAME_ENDS = frozenset((" ", "\r", "\n", ",", "[", "]", "{", "}"))
+
+
+def _attach(stack: list[list[Any]], node: Node) -> None:
+    if not stack:
+        return
+    top = stack[-1]
+    parent = top[0]
+    if type(parent) is SequenceNode:
+        parent.value.append(node)
+    elif top[1] is None:
+        top[1] = node
+    else:
+        parent.value.append((top[1], node))
+        top[1] = None
 
 
 def _reused_anchor(message: Warning | str, name: str) -> Diagnostic:
