@@ -2,12 +2,15 @@
 
 Generates one config with 200 `module_name_configs` entries (per-layer and per-group regexes over
 Llama-style module paths, each with an input spec and a weight spec), writes it to a temporary
-file, and times in one process, after a warm-up, with the median of several repeats:
+file, and times in one process, after a warm-up, the median wall and CPU time of many rounds in
+which the loaders alternate:
 
 - qplan: `qplan.schema.loader.load_config(path)` (YAML parse with positions, full validation
   with every error collected, then msgspec conversion to `QuantizerConfig`);
 - coreai-opt 0.3.0: `coreai_opt.quantization.QuantizerConfig.from_yaml(path)` (PyYAML
-  `safe_load`, then pydantic models).
+  `safe_load`, then pydantic models);
+- for reference, qplan's YAML stage alone (`yamldoc.parse_document`) and `load_config` with
+  ruamel.yaml.clib hidden (the pure-Python composer every document falls back to without it).
 
 Usage: python benchmarks/bench_validate.py [--repeat N] [--entries N] [-o benchmarks/results/validate.md]
 """
@@ -87,18 +90,36 @@ def make_config(entries: int) -> str:
     )
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median seconds per function; one warm-up each, then the functions alternate every round,
-    so a load change on the machine hits all of them alike."""
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per function; one warm-up each, then the functions alternate
+    every round, so a load change on the machine hits all of them alike. The garbage collector
+    stays on: a full collection (costly with torch imported) lands in whichever call triggers it,
+    and the median over many rounds keeps such rounds out."""
     for fn in fns.values():
         fn()  # warm-up: lazy imports, caches
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
+
+
+def _without_clib(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` with ruamel.yaml.clib hidden from qplan's YAML reader."""
+    from qplan.schema import yamldoc
+
+    def run() -> object:
+        saved, yamldoc._CParser = yamldoc._CParser, None
+        try:
+            return fn()
+        finally:
+            yamldoc._CParser = saved
+
+    return run
 
 
 def machine() -> str:
@@ -113,13 +134,11 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=41)
     parser.add_argument("-o", "--output", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
 
     from qplan.schema.loader import load_config
-    from ruamel.yaml import YAML
-
     from qplan.schema.yamldoc import parse_document
 
     with warnings.catch_warnings():
@@ -146,33 +165,36 @@ def main(argv: list[str] | None = None) -> int:
                     "qplan": lambda: load_config(path),
                     "coreai": lambda: CoreaiQuantizerConfig.from_yaml(path),
                     "qplan_parse": lambda: parse_document(text_in_file, str(path)),
-                    "safe_compose": lambda: YAML(typ="safe", pure=True).compose(text_in_file),
+                    "qplan_pure": _without_clib(lambda: load_config(path)),
                 },
                 args.repeat,
             )
-    t_qplan, t_coreai, t_parse = medians["qplan"], medians["coreai"], medians["qplan_parse"]
-    t_safe = medians["safe_compose"]
-    ratio = t_qplan / t_coreai
+    (w_qplan, c_qplan), (w_coreai, c_coreai) = medians["qplan"], medians["coreai"]
+    (w_parse, c_parse), (w_pure, c_pure) = medians["qplan_parse"], medians["qplan_pure"]
     lines = text.count("\n")
-    versions = {name: importlib.metadata.version(name) for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "pydantic", "PyYAML")}
+    versions = {name: importlib.metadata.version(name) for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "ruamel.yaml.clib", "pydantic", "PyYAML")}
+
+    def row(label: str, wall: float, cpu: float) -> str:
+        return f"| {label} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |"
+
     report = "\n".join([
         "# Config validation: text to objects",
         "",
         f"One config with {args.entries} `module_name_configs` entries ({lines} lines, {len(text.encode())} bytes), "
-        "loaded from a file; median of "
-        f"{args.repeat} rounds after one warm-up, both libraries in the same process, alternating every round.",
+        f"loaded from a file; median of {args.repeat} rounds after one warm-up, all loaders in the same process, "
+        "alternating every round (wall clock and process CPU time).",
         "",
-        "| loader | median |",
-        "|---|---|",
-        f"| qplan `load_config(path)` (parse with positions + full validation + build) | {t_qplan * 1e3:.1f} ms |",
-        f"| coreai-opt 0.3.0 `QuantizerConfig.from_yaml(path)` | {t_coreai * 1e3:.1f} ms |",
-        f"| ratio qplan / coreai-opt | {ratio:.2f} |",
-        f"| of qplan's time: YAML parse with positions (`yamldoc.parse_document`) | {t_parse * 1e3:.1f} ms "
-        f"({t_parse / t_qplan:.0%}) |",
-        f"| for comparison: ruamel.yaml's pure-Python safe composer alone (no comment handling) | {t_safe * 1e3:.1f} ms |",
+        "| loader | median wall | median CPU |",
+        "|---|---|---|",
+        row("qplan `load_config(path)` (parse with positions + full validation + build)", w_qplan, c_qplan),
+        row("coreai-opt 0.3.0 `QuantizerConfig.from_yaml(path)`", w_coreai, c_coreai),
+        f"| **ratio qplan / coreai-opt** | **{w_qplan / w_coreai:.2f}** | **{c_qplan / c_coreai:.2f}** |",
+        row(f"of qplan's time: YAML parse with positions (`yamldoc.parse_document`, {w_parse / w_qplan:.0%})", w_parse, c_parse),
+        row("qplan `load_config(path)` without ruamel.yaml.clib (pure-Python composer)", w_pure, c_pure),
         "",
         f"- command: `.venv/bin/python benchmarks/bench_validate.py{' ' + ' '.join(argv) if argv else ''}`",
-        f"- machine: {machine()}; load average before the run {load_before:.2f} (the machine is shared, so absolute times vary; the ratio is steadier)",
+        f"- machine: {machine()}; load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f} "
+        "(the machine is shared, so absolute times vary; the ratio is steadier)",
         f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
     ])
