@@ -221,5 +221,16 @@ def deconv(mode: str = "graph") -> Inventory:
     return b.build(outputs=[y])
 
 
+def scaled(mode: str = "graph") -> Inventory:
+    """fc -> mul(fc out, norm.weight): an RMSNorm-like custom state `weight` of `mul`."""
+    b = Builder(mode=mode)
+    x = b.input((2, 8))
+    b.module("fc", LINEAR, states={"weight": (8, 8)})
+    b.module("norm", ("tests.RMSNorm", "RMSNorm", ()), states={"weight": (8,)})
+    h = b.op("fc", "linear", [x], [(2, 8)], states=["weight"])
+    y = b.op("norm", "mul", [h, "norm.weight"], [(2, 8)], states={"weight": "norm.weight"})
+    return b.build(outputs=[y])
+
+
 MODELS = {"mlp": mlp, "nested": nested, "attn": attn, "cnn": cnn, "concat": concat, "tied": tied,
-          "views": views, "deconv": deconv}
+          "views": views, "deconv": deconv, "scaled": scaled}

@@ -13,8 +13,10 @@ tensor of the op. Inside the op config, tensor keys resolve explicit key > ``"*"
 States are the op table's state slots (``linear`` ``weight``/``bias``) plus *custom states*:
 parameters an op reads through an input slot, named after their attribute (``x * self.scale``
 is state ``scale`` of ``mul``; a Llama RMSNorm's ``self.weight * x`` is state ``weight`` of
-``mul``). The library default ``op_state_spec`` (field omitted, or equal to the default) reaches
-only the table's slots; an ``op_state_spec`` written in the config reaches custom states too.
+``mul``). An ``op_state_spec`` equal to the library default (``{"weight": default_weight_spec()}``,
+whether omitted or written out) reaches only the table's slots; any other ``op_state_spec``
+reaches custom states too. The rule looks at the value only, so a config gives the same plan
+whether it comes from a file or from Python.
 
 Reports ``unknown-op-type`` (for every module config), ``reset-to-default`` (an op config that
 omits a tensor field its module config changed) and, for op-level selectors,
@@ -203,8 +205,8 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     for name, fqn in op.states.items():
         if not state.is_float(fqn):
             continue
-        if name not in slots and defaulted["op_state_spec"]:
-            continue  # custom state (`x * self.scale`, RMSNorm's `weight * x`): only written specs reach it
+        if name not in slots and cfg.op_state_spec == _DEFAULT_OP.op_state_spec:
+            continue  # custom state (`x * self.scale`, RMSNorm's `weight * x`): the default spec does not reach it
         o = _opinion(cfg, orule, defaulted, op.module, "op_state_spec", (name,))
         if o is not None:
             state.state_opinion[(op.name, name)] = o

@@ -2,9 +2,12 @@
 
 Every state an op reads (``op.states``) is a parameter or buffer; a parameter read by several
 ops (tied weights) still gets exactly one fake-quant, read by all of them. Its spec and schedule
-are those of the first consumer in ``named_modules()`` order that has an opinion (ties: execution
-order); another consumer asking for a different spec or schedule is a ``shared-weight-conflict``
-warning. A ``module_state_spec`` of the owning module (``state_override``) decides instead.
+are those of the first consumer in ``named_modules()`` order (ties: execution order) that has an
+opinion on it: a spec, or a decline (a null op config, a null state spec, or a module governed
+by an explicit null ``module_name_configs``/``module_type_configs`` rule, which leaves the weight
+float). A consumer under a null *global* config has no opinion, so with ``only_for(nn.Linear)``
+a tied embedding/head weight follows the head. Another consumer asking for a different spec or
+schedule is a ``shared-weight-conflict`` warning. A ``module_state_spec`` of the owning module (``state_override``) decides instead.
 The weight-axis defaults come from the deciding consumer's op type (``resolve_axes``).
 """
 
@@ -16,7 +19,7 @@ from qplan.compiler import _optable
 from qplan.compiler.assign_schedules import schedule_for
 from qplan.compiler.codes import diagnostic
 from qplan.compiler.plan import Decision
-from qplan.compiler.state import Entry, State, describe_spec
+from qplan.compiler.state import Entry, Opinion, State, describe_spec
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
 
 __all__ = ["share_weights"]
@@ -31,7 +34,8 @@ def share_weights(state: State) -> State:
             if not state.is_float(fqn):
                 continue
             mod_rank = state.module_order.get(op.module, len(state.module_order))
-            uses.setdefault(fqn, []).append((mod_rank, k, s, op, name, state.state_opinion.get((op.name, name))))
+            opinion = state.state_opinion.get((op.name, name)) or _explicit_null(state, op.module)
+            uses.setdefault(fqn, []).append((mod_rank, k, s, op, name, opinion))
 
     for fqn, reads in uses.items():
         readers = [f"{op.name}:{name}" for _, _, _, op, name, _ in reads]
@@ -49,25 +53,26 @@ def share_weights(state: State) -> State:
             chosen = deciding[5]
             schedule = schedule_for(state, chosen.module)
             for u in voters:
+                other = u[5]
                 if u is deciding:
                     continue
-                other = u[5]
                 other_sched = schedule_for(state, other.module)
                 same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
-                if not same or other_sched != schedule:
+                if not same or (chosen.spec is not None and other_sched != schedule):
                     _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
         if len(reads) > 1:
+            by = f"`{state.path(chosen.parts)}`"
             state.decisions.append(
                 Decision(
                     kind="shared-weight",
                     subjects=(fqn, *readers),
                     reason=(
                         f"`{fqn}` is read by {len(reads)} ops; one fake-quant serves all, "
-                        f"decided by `{deciding[3].name}` (`{state.path(chosen.parts)}`)"
+                        f"decided by its first consumer `{deciding[3].name}` ({by})"
                     ),
                 )
             )
-        if chosen.spec is None:
+        if chosen is None or chosen.spec is None:
             continue
         shape, dtype = state.tensor[fqn]
         state.entries.append(
@@ -78,6 +83,16 @@ def share_weights(state: State) -> State:
             )
         )
     return state
+
+
+def _explicit_null(state: State, module: str) -> Opinion | None:
+    """A module governed by an explicit null rule (`module_*_configs: {key: null}`) declines its
+    weights; under a null *global* config a module has no opinion (the next consumer decides)."""
+    choice = state.module_choice.get(module)
+    rule = choice.rule if choice is not None else None
+    if rule is None or rule.config is not None or rule.level == "global":
+        return None
+    return Opinion(spec=None, parts=rule.parts, module=module)
 
 
 def _effective(spec: QuantizationSpec | None, op_type: str) -> QuantizationSpec | None:
@@ -97,11 +112,12 @@ def _conflict(state, fqn, deciding, use, chosen, other, schedule, other_sched) -
         if other.spec != chosen.spec
         else f"schedule {other_sched} instead of {schedule}"
     )
+    by = f"`{state.path(chosen.parts)}`"
     state.diagnostics.append(
         diagnostic(
             "shared-weight-conflict",
             f"shared weight `{fqn}`: `{use[3].name}` asks for {what}; the first consumer "
-            f"`{deciding[3].name}` (`{state.path(chosen.parts)}`) decides",
+            f"`{deciding[3].name}` ({by}) decides",
             path=state.path(other.parts),
             span=state.span(other.parts),
             help=f"give every consumer of `{fqn}` the same state spec and schedule",
