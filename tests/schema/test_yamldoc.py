@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qplan.diagnostics import ConfigError, Span
 from qplan.schema import yamldoc
@@ -85,3 +87,43 @@ def test_deep_nesting_is_an_error_with_the_same_span(composer: str) -> None:
         yamldoc.parse_document("a: " + "[" * depth + "]" * depth + "\n", "f")
     (d,) = info.value.diagnostics
     assert (d.message, d.span) == ("document is nested too deeply", Span(file="f", line=1, col=1))
+
+
+# -- property: random YAML texts read the same through both composers ---------------------------
+_SCALARS = ["", "''", "null", "~", "0x1F", "0o17", "017", "1e3", ".inf", "-.5", "yes", "True", "2001-12-14", "=", "<<",
+            "a:b", "x #y", "'it''s'", '"\\u00e9"', "é😀", "a b", '"*"', "[]", "{}", "12:30", "int8", "enc\\..*", "*a", "*b:", "&b"]
+_KEYS = ["a", "'0'", "0", "weight", '"*"', "<<", "null", "1.5", "? k", "[1]", "''"]
+
+
+@st.composite
+def _yaml_node(draw: st.DrawFn, indent: int = 0, depth: int = 0, flow: bool = False) -> str:
+    anchor = draw(st.sampled_from(["", "", "", "&a ", "&b "]))
+    kind = draw(st.sampled_from(["scalar", "scalar", "flow", "block"] if depth < 3 else ["scalar"]))
+    if kind == "scalar":
+        return anchor + draw(st.sampled_from(_SCALARS))
+    if kind == "flow" or flow:
+        items = draw(st.lists(_yaml_node(0, depth + 1, True), max_size=3))
+        if draw(st.booleans()):
+            return anchor + "[" + ", ".join(items) + "]"
+        keys = draw(st.lists(st.sampled_from(_KEYS), min_size=len(items), max_size=len(items)))
+        return anchor + "{" + ", ".join(f"{k}: {v}" for k, v in zip(keys, items)) + "}"
+    pad = " " * (indent + 2)
+    items = draw(st.lists(_yaml_node(indent + 4, depth + 1), min_size=1, max_size=3))
+    if draw(st.booleans()):
+        lines = [f"{pad}- {item}" for item in items]
+    else:
+        lines = [f"{pad}{draw(st.sampled_from(_KEYS))}: {item}" for item in items]
+    return anchor.strip() + "\n" + "\n".join(lines)
+
+
+_yaml_text = st.lists(st.tuples(st.sampled_from(_KEYS), _yaml_node()), min_size=1, max_size=3).map(
+    lambda entries: "".join(f"{k}: {v}\n" for k, v in entries)
+)
+
+
+@needs_clib
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_yaml_text)
+def test_random_documents_read_the_same_through_both_composers(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, pure = _both(text, monkeypatch)
+    assert fast == pure
