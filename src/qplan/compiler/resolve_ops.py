@@ -6,7 +6,8 @@ Inside the module config of the module that directly runs the op: ``op_name_conf
 table; last declared wins) > the module config's own ``op_*_spec``. The module's own specs reach
 only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
 quantized only when an op name/type entry names them; pass-through ops and ops outside the table
-never are. A null module config has no opinion on anything; a null op config declines every
+never are. A null module config has no opinion here (``share_weights`` treats an explicit null
+rule as declining its weights); a null op config declines every
 tensor of the op. Inside the op config, tensor keys resolve explicit key > ``"*"`` > no opinion;
 ``null`` declines. Integer tensors are never quantized.
 
