@@ -38,6 +38,16 @@ def test_compile_plan_writes_json_and_summarises(configs, capsys):
     assert capsys.readouterr().out.encode() == (configs / "p.json").read_bytes()
 
 
+def test_plan_holds_no_absolute_path(configs, capsys):
+    """A config given by absolute path is named by its file name, in provenance too."""
+    assert main(["compile-plan", str(configs / "b.yaml"), "--model", "qplan.models:mlp", "-o", "p.json"]) == 0
+    text = (configs / "p.json").read_text()
+    assert str(configs) not in text
+    plan = load_plan(configs / "p.json")
+    sources = {q.provenance.source for q in plan.quantizers if q.provenance.source}
+    assert sources and all(s.startswith("b.yaml:") for s in sources)
+
+
 def test_compile_plan_never_overwrites_the_config(configs, capsys):
     before = (configs / "a.yaml").read_text()
     assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", "a.yaml"]) == 2

@@ -77,7 +77,7 @@ def _provenance(state: State, e: Entry) -> Provenance:
     beaten = [state.path(p) for p in (*o.beaten, *e.extra_beaten)]
     return Provenance(
         rule=rule,
-        source=f"{span.file}:{span.line}" if span is not None else None,
+        source=f"{state.source_name}:{span.line}" if span is not None else None,
         beaten=tuple(b for b in dict.fromkeys(beaten) if b != rule),
         defaulted=o.defaulted,
     )
