@@ -196,14 +196,14 @@ def insert_fake_quants(
                 leaves = _leaves(g.output)
                 pos = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
                 old = leaves[pos]
-                new = fq if old is src else _through(graph, fq, src, _path(old, src, address), copies)
+                new = fq if old in alias else _through(graph, fq, src, _path(old, src, address), copies)
                 _replace_at(g.output, pos, new)
             else:
                 edges = edge_at.get(address)
                 if not edges:
                     raise PlanMismatchError(f"`{address}` has no edge in the exported graph")
                 for consumer, inp, pos in edges:
-                    new = fq if inp is src else _through(graph, fq, src, _path(inp, src, address), copies)
+                    new = fq if inp in alias else _through(graph, fq, src, _path(inp, src, address), copies)
                     _replace_at(consumer, pos, new)
         copied.update(copies)
     # originals of copied pass-through nodes left without users are erased, last first
