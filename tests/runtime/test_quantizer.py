@@ -442,3 +442,38 @@ def test_graph_dropout_follows_train_and_eval(captured_training: bool) -> None:
         ref = p(x)
         assert torch.equal(ref, p(x))
         torch.testing.assert_close(q.finalize().module()(x), ref, atol=1e-6, rtol=1e-6)
+
+
+class _Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.scale = nn.Parameter(torch.rand(8) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale  # a parameter read by an op input slot is also a state
+
+
+def test_parameter_read_by_an_input_slot_is_quantized_as_a_state() -> None:
+    cfg = {
+        "quantization_config": {
+            "global_config": {"op_type_config": {"mul": {"op_state_spec": {"scale": {"dtype": "int4"}}}}}
+        }
+    }
+    torch.manual_seed(0)
+    model = _Scaled().eval()
+    x = torch.randn(4, 8)
+    outs = []
+    for mode in MODES:
+        q = Quantizer(model, QuantizerConfig.from_dict(cfg).set_execution_mode(mode))
+        p = q.prepare((x,))
+        assert [e.readers for e in q.plan.quantizers if e.source == "scale"] == [("mul:scale",)]
+        q.calibration_mode()
+        with torch.no_grad():
+            p(x)
+            q.inference_mode()
+            outs.append(p(x))
+            torch.testing.assert_close(q.finalize().module()(x), outs[-1], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(outs[0], outs[1])
+    # int4 on `scale` is coarse: the result differs from the float model
+    assert not torch.allclose(outs[0], model(x), atol=1e-3)
