@@ -228,8 +228,11 @@ def _tied_weight_from_embedding(model: str, ref: dict[str, Row]) -> dict[str, Ro
     return {**ref, TIED_WEIGHT[model]: REFERENCE_DEFAULT_WEIGHT}  # embedding: per-channel axis 0
 
 
+EMBEDDING_WEIGHTS = {"embeddings": ("emb.weight", "pos.weight"), "transformer": ("embed.weight",)}
+
+
 def _embeddings_float(model: str, ref: dict[str, Row]) -> dict[str, Row]:
-    return {k: v for k, v in ref.items() if k not in ("emb.weight", "pos.weight")}
+    return {k: v for k, v in ref.items() if k not in EMBEDDING_WEIGHTS[model]}
 
 
 DIVERGENCES: dict[str, Divergence] = {
@@ -272,35 +275,28 @@ DIVERGENCES: dict[str, Divergence] = {
         "§1.4",
         # `torch.nn.Embedding: null` names nn.Embedding by an import path: the SPEC matches it, the
         # reference accepts the key but compares it with `torch.nn.modules.sparse.Embedding` and
-        # never matches (COREAI.md §6.6).
+        # never matches (COREAI.md §6.6). On the transformer the embedding, first consumer of the
+        # tied embedding/head weight, declines it (§2.5), so the head's int4 does not apply.
         "a module type key may be any import path of the class (reference: silently never matches)",
         _embeddings_float,
-        frozenset({("embeddings", "example:w4_per_block_transformer.yaml")}),
+        frozenset((m, "example:w4_per_block_transformer.yaml") for m in EMBEDDING_WEIGHTS),
     ),
 }
 
 # qplan disagrees with both the reference and the SPEC (reported; xfail keeps them visible).
-# When the null-module bug is fixed, `transformer` / `example:w4_per_block_transformer.yaml` (equal
-# today only because qplan lets the head decide the tied weight) joins `import-path-type-key`.
-_DEFAULT_EQUAL_SPEC_BUG = (
-    "qplan bug: an op_state_spec written equal to the library default ({weight: int8 per_channel, axis omitted}) "
-    "is taken for the default when the config is a QuantizerConfig, so it skips RMSNorm's `weight * x` and "
-    "compiles; the same file passed as a path raises missing-axis, as the reference does and SPEC §2.5 asks "
-    "(`mul` has no axis default)"
-)
-_NULL_MODULE_TIED_BUG = (
-    "qplan bug: a null module config counts as 'no opinion' in share_weights, so the tied embedding/head weight "
-    "is quantized as the head asks although its first consumer (the embedding, config null) declines; "
-    "SPEC §2.5 (first consumer in named_modules() order decides) and §1.3/§1.4 (null declines) and the "
-    "reference keep it float"
+# (Fixed in f1727c3: a null module_type/name rule counted as "no opinion" on a tied weight, so
+# `Embedding: null` still quantized the tied embedding/head weight as the head asked.)
+_DEFAULT_EQUAL_SPEC = (
+    "qplan takes an op_state_spec equal to the library default ({weight: int8 per_channel, axis omitted}) for the "
+    "default (resolve_ops looks at the value only), so it does not reach RMSNorm's `weight * x` and compiles; the "
+    "reference rejects it (unresolved axis) and so does a literal reading of SPEC §1.3 (custom parameter names are "
+    "state keys) with §2.5 (`mul` has no axis default). Needs a SPEC decision: if qplan's rule stays, this is a "
+    "divergence like `rmsnorm-weight-default`"
 )
 KNOWN_BUGS: dict[tuple[str, str], tuple[str, type[BaseException]]] = {
-    ("llama", "w8"): (_DEFAULT_EQUAL_SPEC_BUG, pytest.fail.Exception),  # "DID NOT RAISE CompileError"
-    ("llama", "module_types"): (_DEFAULT_EQUAL_SPEC_BUG, pytest.fail.Exception),
-    ("llama", "example:demo_w8a8.yaml"): (_DEFAULT_EQUAL_SPEC_BUG, pytest.fail.Exception),
-    ("transformer", "embedding_null"): (_NULL_MODULE_TIED_BUG, AssertionError),  # extra tied weight
-    ("llama", "embedding_null"): (_NULL_MODULE_TIED_BUG, AssertionError),
-    ("transformer", "example:ref_w4_without.yaml"): (_NULL_MODULE_TIED_BUG, AssertionError),
+    ("llama", "w8"): (_DEFAULT_EQUAL_SPEC, pytest.fail.Exception),  # "DID NOT RAISE CompileError"
+    ("llama", "module_types"): (_DEFAULT_EQUAL_SPEC, pytest.fail.Exception),
+    ("llama", "example:demo_w8a8.yaml"): (_DEFAULT_EQUAL_SPEC, pytest.fail.Exception),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -419,6 +415,14 @@ def expected_weights(model: str, config: str, ref: dict[str, Row]) -> dict[str, 
 # Tests.
 
 
+# The reference's prepare errors (message fragment) and the qplan diagnostic the SPEC implies.
+REFERENCE_REJECTIONS = (
+    ("unresolved axis=None", "missing-axis"),  # §2.5: a weight read by an op without an axis default
+    ("is out of bounds for tensor", "axis-out-of-range"),  # §2.5: an axis out of range
+    ("Rank of block_size", "axis-out-of-range"),  # §1.2: a block_size list has one entry per dim
+)
+
+
 def _cases():
     for config in CONFIGS:
         for model in MODELS:
@@ -438,10 +442,11 @@ def _cases():
 def test_quantized_weights_match_the_reference(model, config, mode):
     ref = reference(model, config, mode)
     if isinstance(ref, Exception):
-        # The reference rejects it at prepare (an axis it cannot resolve, a block-size list of the
-        # wrong rank): the SPEC makes both errors too (§1.2, §2.5), so qplan must reject it.
-        with pytest.raises(CompileError):
+        # The reference rejects it at prepare; the SPEC makes these errors too, so qplan must.
+        code = next(code for pattern, code in REFERENCE_REJECTIONS if pattern in str(ref))
+        with pytest.raises(CompileError) as caught:
             qplan_weights(model, config, mode)
+        assert code in {d.code for d in caught.value.diagnostics if d.level == "error"}
         return
     assert qplan_weights(model, config, mode) == expected_weights(model, config, ref)
 
