@@ -250,9 +250,9 @@ DIVERGENCES: dict[str, Divergence] = {
         "§1.2, §2.3, §2.5",
         # LlamaRMSNorm computes `self.weight * x`: `mul` has no weight slot in the op table and no
         # axis default (§2.5), so the SPEC's default weight spec (axis omitted, §1.2) cannot be
-        # resolved there. qplan's rule (resolve_ops: the library default op_state_spec reaches only
-        # the op table's slots; a written one also reaches custom states, §1.3) leaves it float.
-        # The SPEC does not spell that rule out. The reference reaches the norm weights only
+        # resolved there. qplan's rule (resolve_ops: an op_state_spec equal to the library default
+        # reaches only the op table's slots; any other one also reaches custom states, §1.3)
+        # leaves it float. The SPEC does not spell that rule out. The reference reaches the norm weights only
         # because its default spec hard-codes axis 0.
         "the library default weight spec does not reach RMSNorm's `weight * x` (reference: int8 per-channel axis 0)",
         _without_rmsnorm_weights,
@@ -406,7 +406,7 @@ def expected_weights(model: str, config: str, ref: dict[str, Row]) -> dict[str, 
     for name, d in DIVERGENCES.items():
         if (model, config) in d.cases:
             fixed = d.to_spec(model, expected)
-            assert fixed != expected, f"divergence `{name}` ({d.section}) no longer shows on {model} / {config}"
+            assert fixed != expected, f"divergence `{name}` ({d.section}: {d.why}) no longer shows on {model} / {config}"
             expected = fixed
     return expected
 
