@@ -131,6 +131,19 @@ class _FakeQuantFloat(torch.autograd.Function):
         return _hardtanh_backward(grad, t, -ctx.bound, ctx.bound), None, None, None, None
 
 
+# ``Function.apply`` re-inspects the class and unwraps functorch wrappers in Python on every call; the
+# hot path calls the C implementation directly unless functorch transforms or dynamo are active.
+_C_APPLY_INT = super(torch.autograd.Function, _FakeQuantInt).apply
+_functorch_active = torch._C._are_functorch_transforms_active
+_is_compiling = torch.compiler.is_compiling
+
+
+def _apply_int(x, scale, inv, zp, off, lo, hi):  # type: ignore[no-untyped-def]
+    if _is_compiling() or _functorch_active():
+        return _FakeQuantInt.apply(x, scale, inv, zp, off, lo, hi)
+    return _C_APPLY_INT(x, scale, inv, zp, off, lo, hi)
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -206,6 +219,7 @@ class FakeQuantize(nn.Module):
         self._fixed_lo = None if lo is None else float(lo)
         self._fixed_hi = None if hi is None else float(hi)
         self._frozen_range = self._fixed_lo is not None and self._fixed_hi is not None
+        self._setup_hot_path()
 
         qshape = self.qparams_shape
         self._obs_on = True
@@ -313,6 +327,43 @@ class FakeQuantize(nn.Module):
                 raise ValueError(f"block_size {bs} does not divide shape {list(shape)} (`{self.name}`)")
         return tuple(block)
 
+    def _setup_hot_path(self) -> None:
+        """Constants the per-call code reads instead of re-deriving them from the spec."""
+        self._replace_always = self.calculator == "static"  # the observer keeps no history
+        self._ema = self.calculator == "moving_average"
+        # integer, not per-block, qparams stored: one autograd call with cached qparam views
+        self._fast = not (self.is_float or self.dynamic or self._block is not None)
+        if self.use_minval:
+            self._int_kind, self._offset_name = "minval", "minval"
+        elif self.symmetric:
+            self._int_kind, self._offset_name = "sym", None
+        else:
+            self._int_kind, self._offset_name = "asym", "zero_point"
+        self.__dict__["_qcache"] = None  # (scale, inv, offset buffers, their broadcast views)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_qcache"] = None  # views of the buffers: rebuilt from the copied buffers on first use
+        return state
+
+    def _qviews(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(scale, 1/scale, zero_point | minval | None)`` buffers, viewed to broadcast against the
+        tensor. The views share the buffers' storage (qparams are updated in place), so they are made
+        once and remade only when a buffer object is replaced (``.to()``, ``load_state_dict(assign=True)``)."""
+        b = self._buffers
+        scale, inv = b["scale"], b["_inv_scale"]
+        off = b[self._offset_name] if self._offset_name is not None else None
+        c = self._qcache
+        if c is not None and c[0] is scale and c[1] is inv and c[2] is off:
+            return c[3]
+        bshape = self._bshape
+        if bshape:
+            views = (scale.view(bshape), inv.view(bshape), None if off is None else off.view(bshape))
+        else:
+            views = (scale, inv, off)
+        self.__dict__["_qcache"] = (scale, inv, off, views)
+        return views
+
     # --------------------------------------------------------------------------------------- switches
 
     def enable_observer(self, enabled: bool = True) -> FakeQuantize:
@@ -363,6 +414,17 @@ class FakeQuantize(nn.Module):
         return self._forward_fq(x)
 
     def _forward_fq(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast:
+            if self._obs_on:
+                self._observe(x)
+            scale, inv, offset = self._qviews()
+            kind = self._int_kind
+            if kind == "sym":
+                zp = self._buffers["_zp_t"] if self._zp_const else None
+                return _apply_int(x, scale, inv, zp, None, self.quant_min, self.quant_max)
+            if kind == "asym":
+                return _apply_int(x, scale, inv, offset, None, self.quant_min, self.quant_max)
+            return _apply_int(x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
         if self.dynamic:
             scale, inv, offset = self._compute_qparams(self._range_of(x.detach()))
         else:
@@ -444,15 +506,15 @@ class FakeQuantize(nn.Module):
         x = x.detach()
         if x.dtype != torch.float32:
             x = x.float()
-        bounds = self.bounds
-        replace = not self._observed or self.calculator == "static"
+        bounds = self._buffers["bounds"]
+        replace = self._replace_always or not self._observed
         cur = self._range_of(x, out=bounds if replace else None)
         if not self.is_weight and self.training and _world_size() > 1:
             _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
         if replace:
             if not self._observed:
                 self._set_observed()
-        elif self.calculator == "moving_average":
+        elif self._ema:
             bounds.lerp_(cur, EMA_CONSTANT)
         else:  # global_minmax
             torch.maximum(bounds, cur, out=bounds)
@@ -464,31 +526,32 @@ class FakeQuantize(nn.Module):
 
     def _compute_qparams(self, bounds: torch.Tensor, out: bool = False):  # type: ignore[no-untyped-def]
         """``(scale, 1/scale, zero_point | minval | None)`` from ``bounds``; with ``out`` into the buffers."""
-        o_scale = self.scale if out else None
-        o_inv = self._inv_scale if out else None
+        b = self._buffers
+        o_scale = b["scale"] if out else None
+        o_inv = b["_inv_scale"] if out else None
         if self.is_float:
             amax = torch.amax(bounds, dim=0)
             if self.pow2_scale:
                 s = e8m0_scale(amax, self._fmt)  # type: ignore[arg-type]
                 scale = o_scale.copy_(s) if out else s
             else:
-                scale = torch.div(amax, self._divisor, out=o_scale).clamp_(min=_FLOAT_EPS)
+                scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(min=_FLOAT_EPS)
             return scale, torch.reciprocal(scale, out=o_inv), None
         if self.symmetric:
             amax = torch.amax(bounds, dim=0)
-            scale = torch.div(amax, self._divisor, out=o_scale).clamp_(min=_INT_EPS)
+            scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(min=_INT_EPS)
             inv = torch.reciprocal(scale, out=o_inv)
             if self.use_minval:
-                return scale, inv, torch.neg(amax, out=self.minval if out else None)
+                return scale, inv, torch.neg(amax, out=b["minval"] if out else None)
             return scale, inv, None if out else self._zp_const
-        scale = torch.sum(bounds, dim=0).div_(self._divisor)
+        scale = torch.sum(bounds, dim=0).div_(b["_divisor"])
         scale = torch.clamp(scale, min=_INT_EPS, out=o_scale)
         inv = torch.reciprocal(scale, out=o_inv)
         if self.use_minval:
-            return scale, inv, torch.neg(bounds[0], out=self.minval if out else None)
-        zp = torch.div(bounds[0], scale).round_().add_(self._qmin_t).clamp_(self.quant_min, self.quant_max)
+            return scale, inv, torch.neg(bounds[0], out=b["minval"] if out else None)
+        zp = torch.div(bounds[0], scale).round_().add_(b["_qmin_t"]).clamp_(self.quant_min, self.quant_max)
         if out:
-            return scale, inv, self.zero_point.copy_(zp)
+            return scale, inv, b["zero_point"].copy_(zp)
         return scale, inv, zp.to(torch.int32)
 
     # ------------------------------------------------------------------------------- qparams / storage
