@@ -81,24 +81,50 @@ def _above(v: float) -> float:
     return torch.nextafter(torch.tensor(v, dtype=torch.float32), torch.tensor(math.inf)).item()
 
 
+# Tensors of at least this many elements recompute their codes in backward instead of keeping them:
+# one full-size buffer less per call. On CPU a fresh buffer of that size comes from `mmap`, and
+# page-faulting it in costs more than the extra multiply and round.
+RECOMPUTE_NUMEL = 1 << 16
+_hardtanh_backward_into = torch.ops.aten.hardtanh_backward.grad_input
+
+
+def _codes(x, inv_scale, zp, off):  # type: ignore[no-untyped-def]
+    """``round((x - off)·inv) + zp``, a fresh tensor."""
+    t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)
+    t.round_()
+    return t if zp is None else t.add_(zp)
+
+
+def _frozen_qparam(v):  # type: ignore[no-untyped-def]
+    """A qparam as backward will read it: tensors are copied (the observer updates them in place)."""
+    return v.clone() if isinstance(v, torch.Tensor) else v
+
+
 class _FakeQuantInt(torch.autograd.Function):
     """``(clamp(round((x - off)·inv) + zp, lo, hi) - zp)·s + off``; gradient ``g·[lo ≤ round(...) + zp ≤ hi]``.
 
     ``zp`` and ``off`` may be ``None`` (skipped) and ``zp`` may be a Python number. The mask is not
-    materialised: backward applies ``hardtanh_backward`` to the saved integer-valued pre-clamp codes with
-    bounds ``lo - 0.5`` and ``hi + 0.5`` (float ops only; bool tensors are slow on CPU).
+    materialised: backward applies ``hardtanh_backward`` to the integer-valued pre-clamp codes with
+    bounds ``lo - 0.5`` and ``hi + 0.5`` (float ops only; bool tensors are slow on CPU). Small tensors
+    save the codes; tensors of :data:`RECOMPUTE_NUMEL` elements or more save ``x`` and copies of the
+    qparams and recompute the codes in backward (same ops, same values), writing the gradient into them.
     """
 
     @staticmethod
     def forward(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[override]
-        t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)
-        t.round_()
-        if zp is not None:
-            t.add_(zp)
-        out = torch.clamp(t, lo, hi)
+        t = _codes(x, inv_scale, zp, off)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(t)
             ctx.bounds = (lo - 0.5, hi + 0.5)
+            if x.numel() >= RECOMPUTE_NUMEL:
+                ctx.save_for_backward(x)
+                ctx.qparams = (_frozen_qparam(inv_scale), _frozen_qparam(zp), _frozen_qparam(off))
+                out = t.clamp_(lo, hi)
+            else:
+                ctx.save_for_backward(t)
+                ctx.qparams = None
+                out = torch.clamp(t, lo, hi)
+        else:
+            out = t.clamp_(lo, hi)
         if zp is not None:
             out.sub_(zp)
         if off is None:
@@ -107,8 +133,13 @@ class _FakeQuantInt(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (t,) = ctx.saved_tensors
-        return _hardtanh_backward(grad, t, *ctx.bounds), None, None, None, None, None, None
+        (saved,) = ctx.saved_tensors
+        if ctx.qparams is None:
+            g = _hardtanh_backward(grad, saved, *ctx.bounds)
+        else:
+            t = _codes(saved, *ctx.qparams)
+            g = _hardtanh_backward_into(grad, t, *ctx.bounds, grad_input=t)
+        return g, None, None, None, None, None, None
 
 
 class _FakeQuantFloat(torch.autograd.Function):
