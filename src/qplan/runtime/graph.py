@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from qplan.runtime.match import EntryPlacement, PlanMismatchError
 
-__all__ = ["insert_fake_quants", "fake_quant_nodes", "bind_training_flags", "ENTRY_META"]
+__all__ = ["insert_fake_quants", "fake_quant_nodes", "sink_fake_quants", "bind_training_flags", "ENTRY_META"]
 
 ENTRY_META = "qplan_entry"  # node.meta key holding the plan entry id of a fake-quant node
 
@@ -214,6 +214,35 @@ def insert_fake_quants(
     graph.lint()
     gm.recompile()
     return gm
+
+
+def sink_fake_quants(gm: fx.GraphModule) -> int:
+    """Move every fake-quant node down to just before its first user; returns how many moved.
+
+    Export puts every parameter's ``get_attr`` at the top of the graph, so the weight fake-quants
+    inserted after them would all run before the first layer and keep every quantized weight alive
+    at once. Run just before their consumer, each is computed while its input and output are still
+    in cache. Moving a node later, but before all its users, keeps the graph topologically sorted.
+    Nodes of a shared module (a qparams group) stay put: their observers see the calls in order.
+    """
+    order = {n: k for k, n in enumerate(gm.graph.nodes)}
+    nodes = fake_quant_nodes(gm)
+    calls: dict[int, int] = {}
+    for node in nodes:
+        key = id(gm.get_submodule(str(node.target)))
+        calls[key] = calls.get(key, 0) + 1
+    moved = 0
+    for node in nodes:
+        if not node.users or calls[id(gm.get_submodule(str(node.target)))] > 1:
+            continue
+        first = min(node.users, key=order.__getitem__)
+        if node.next is not first:
+            first.prepend(node)
+            moved += 1
+    if moved:
+        gm.graph.lint()
+        gm.recompile()
+    return moved
 
 
 def fake_quant_nodes(gm: fx.GraphModule) -> list[fx.Node]:

@@ -27,7 +27,7 @@ from qplan.compiler.plan import Plan, decode_plan, load_plan
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import attach
 from qplan.runtime.fold import fold_batch_norms
-from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants
+from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants, sink_fake_quants
 from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
 from qplan.schema.types import QATSchedule, QuantizerConfig
 
@@ -176,6 +176,7 @@ class Quantizer:
         insert_fake_quants(gm, self.placements, self.fake_quants, cap)
         self.folded = fold_batch_norms(gm, cap, plan)
         bind_training_flags(gm)
+        sink_fake_quants(gm)
         # the unlifted module re-checks the input pytree structure in a pre-hook on every call;
         # its own flatten and shape guards (`_guards_fn`) still run, so skip the extra check
         if hasattr(gm, "validate_inputs"):
