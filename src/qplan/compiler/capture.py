@@ -81,7 +81,7 @@ from qplan.compiler.inventory import Inventory, ModuleInfo, Op, TensorRef
 from qplan.compiler.ops import ARG_ALIASES, OP_TABLE, normalize_op_type
 from qplan.diagnostics import QplanError
 
-__all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError"]
+__all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError", "op_type_of", "has_tracked_float"]
 
 Mode = Literal["graph", "eager"]
 _UNLISTED = ("pass_through", "ignore")
@@ -370,6 +370,25 @@ def _target(func: Any) -> tuple[str, str]:
     except TypeError:  # unhashable callable
         pass
     return hit
+
+
+def op_type_of(func: Any) -> str:
+    """The op type of a function seen by :class:`EagerOpNamer` (``torch.nn.functional.linear`` → ``linear``)."""
+    return _target(func)[1]
+
+
+def has_tracked_float(source_of: Callable[[Any], str | None], args: tuple, kwargs: dict) -> bool:
+    """Whether a call has a floating-point tensor argument with a source (lists one level deep, as
+    :meth:`EagerOpNamer.describe` reads them): the condition for a listed op's call to get a name."""
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(a, torch.Tensor):
+            if source_of(a) is not None and a.is_floating_point():
+                return True
+        elif isinstance(a, (list, tuple)):
+            for v in a:
+                if isinstance(v, torch.Tensor) and source_of(v) is not None and v.is_floating_point():
+                    return True
+    return False
 
 
 def _positional_names(func: Any, op_type: str) -> tuple[tuple[str, ...], str | None]:

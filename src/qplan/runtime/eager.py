@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils import _pytree as pytree
 
-from qplan.compiler.capture import EagerOpNamer, OpCall
+from qplan.compiler.capture import EagerOpNamer, OpCall, has_tracked_float, op_type_of
 from qplan.compiler.inventory import Inventory
 from qplan.compiler.ops import OP_TABLE
 from qplan.runtime.match import EntryPlacement
@@ -44,6 +44,7 @@ __all__ = ["Interceptor", "QplanUnknownOpWarning", "attach", "build_interceptor"
 
 FAKE_QUANTS = "qplan_fake_quants"  # name of the ModuleDict holding the fake-quants
 _PASS_THROUGH = frozenset(t for t, info in OP_TABLE.items() if info.cls == "pass_through")
+_UNLISTED = frozenset(t for t, info in OP_TABLE.items() if info.cls in ("pass_through", "ignore"))
 
 
 class QplanUnknownOpWarning(UserWarning):
@@ -159,6 +160,52 @@ class Interceptor(EagerOpNamer):
                 self.set_source(t, None)
             return
         name = call.name
+        for j, t in enumerate(leaves):
+            self.set_source(t, f"{name}:out{j}")
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        """Named calls that need no side value are named and run here without the namer's
+        per-argument records (:meth:`describe`); every other call takes the namer's general path."""
+        if self._internal:
+            return func(*args, **(kwargs or {}))
+        op_type = op_type_of(func)
+        if op_type not in _UNLISTED:
+            if kwargs is None:
+                kwargs = {}
+            if has_tracked_float(self.source_of, args, kwargs):
+                module = self._stack[-1] if self._stack else ""
+                name = self._builder.peek_name(module, op_type)
+                act = self.actions.get(name)
+                if act is None:
+                    out = func(*args, **kwargs)
+                    if name not in self.known and name not in self.reported and _is_float_result(out):
+                        self._report(name)
+                    self._finish_named(module, op_type, name, out)
+                    return out
+                if not (act.subs and self.side):
+                    if act.states:
+                        args, kwargs = _states(args, kwargs, act.states)
+                    out = func(*args, **kwargs)
+                    if act.outs:
+                        out = self._outputs(out, act.outs)
+                    self._finish_named(module, op_type, name, out)
+                    return out
+        return super().__torch_function__(func, types, args, kwargs)
+
+    def _finish_named(self, module: str, op_type: str, name: str, out: Any) -> None:
+        """The sources a named call's outputs get (as :meth:`_finish` gives them)."""
+        if isinstance(out, torch.Tensor):
+            self._builder.commit_name(module, op_type)
+            self.set_source(out, f"{name}:out0" if out.is_floating_point() else None)
+            return
+        leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if not leaves:
+            return
+        self._builder.commit_name(module, op_type)
+        if not any(t.is_floating_point() for t in leaves):
+            for t in leaves:
+                self.set_source(t, None)
+            return
         for j, t in enumerate(leaves):
             self.set_source(t, f"{name}:out{j}")
 
