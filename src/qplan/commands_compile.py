@@ -75,7 +75,10 @@ def load_factory(spec: str) -> tuple[Any, Any]:
 
         hint = did_you_mean(attr, names)
         raise UsageError(f"`{module_name}` has no factory `{attr}`" + (f"; {hint}" if hint else ""))
-    result = factory()
+    try:
+        result = factory()
+    except Exception as e:  # the user's code failed, not qplan: one line, exit 2
+        raise UsageError(f"`{spec}` raised {type(e).__name__}: {e}") from None
     if not (isinstance(result, tuple) and len(result) == 2):
         raise UsageError(f"`{spec}` must return `(model, example_inputs)`, got `{type(result).__name__}`")
     return result
@@ -175,23 +178,39 @@ def add_compile_plan(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     return p
 
 
-# -- qplan diff -------------------------------------------------------------------------------
-def _load_plan_or_compile(path: str, model_spec: str | None, mode: str | None, cache: dict) -> Any:
-    from qplan.compiler.plan import decode_plan
-
+# -- reading plans ----------------------------------------------------------------------------
+def _read_bytes(path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read `{path}`: {e.strerror or e}") from None
+
+
+def _is_plan(data: bytes) -> bool:
+    """Whether `data` is JSON that says it is a qplan plan (its `format` field)."""
+    from qplan.compiler.plan import PLAN_FORMAT
+
     try:
         head = json.loads(data)
     except ValueError:
-        head = None
-    if isinstance(head, dict) and head.get("format") == "qplan.plan":
-        try:
-            return decode_plan(data)
-        except (ValueError, msgspec.ValidationError) as e:
-            raise UsageError(f"`{path}` is not a valid plan: {e}") from None
+        return False
+    return isinstance(head, dict) and head.get("format") == PLAN_FORMAT
+
+
+def _decode_plan(path: str, data: bytes) -> Any:
+    from qplan.compiler.plan import decode_plan
+
+    try:
+        return decode_plan(data)
+    except ValueError as e:  # msgspec's DecodeError and ValidationError are ValueErrors
+        raise UsageError(f"`{path}` is not a valid plan: {e}") from None
+
+
+# -- qplan diff -------------------------------------------------------------------------------
+def _load_plan_or_compile(path: str, model_spec: str | None, mode: str | None, cache: dict) -> Any:
+    data = _read_bytes(path)
+    if _is_plan(data):
+        return _decode_plan(path, data)
     if model_spec is None:
         raise UsageError(f"`{path}` is not a plan; to compare configs pass --model MODULE:FACTORY")
     from qplan.compiler import compile_plan
@@ -312,14 +331,12 @@ def render_explanation(x: Any) -> str:
 @_guard
 def _cmd_explain(args: argparse.Namespace) -> int:
     from qplan.compiler.explain import explain
-    from qplan.compiler.plan import load_plan
 
-    try:
-        plan = load_plan(args.plan)
-    except OSError as e:
-        return _fail_usage(f"cannot read `{args.plan}`: {e.strerror or e}")
-    except (ValueError, msgspec.ValidationError) as e:
-        return _fail_usage(f"`{args.plan}` is not a valid plan: {e}")
+    data = _read_bytes(args.plan)
+    if not _is_plan(data):
+        raise UsageError(f"`{args.plan}` is not a plan; explain reads the JSON written by "
+                         "`qplan compile-plan CONFIG --model MODULE:FACTORY -o PLAN`")
+    plan = _decode_plan(args.plan, data)
     sys.stdout.write(render_explanation(explain(plan, args.address)))
     return EXIT_OK
 

@@ -118,3 +118,41 @@ def test_capture_failure_is_a_clean_error(configs, capsys, monkeypatch):
     assert main(["compile-plan", "a.yaml", "--model", "bad_models:bad", "--mode", "graph"]) == 1
     err = capsys.readouterr().err
     assert "qplan: error: torch.export failed" in err and "internal error" not in err
+
+
+def test_factory_that_raises_is_a_usage_error(configs, capsys, monkeypatch):
+    """The user's factory failing is their error (exit 2, one line), not a qplan internal error."""
+    import sys
+    import types
+
+    mod = types.ModuleType("raising_models")
+
+    def broken():
+        raise RuntimeError("no weights here")
+
+    mod.broken = broken
+    monkeypatch.setitem(sys.modules, "raising_models", mod)
+    assert main(["compile-plan", "a.yaml", "--model", "raising_models:broken"]) == 2
+    err = capsys.readouterr().err
+    assert "`raising_models:broken` raised RuntimeError: no weights here" in err and "internal error" not in err
+
+
+def test_explain_and_diff_reject_what_is_not_a_plan(configs, capsys):
+    assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", "a.json"]) == 0
+    capsys.readouterr()
+    # a config given where a plan is expected: said plainly, not as a JSON parser message
+    assert main(["explain", "a.yaml", "layers.0.weight"]) == 2
+    err = capsys.readouterr().err
+    assert "`a.yaml` is not a plan" in err and "malformed" not in err
+    (configs / "bytes.bin").write_bytes(b"\xff\xfe\x00bad")
+    assert main(["explain", "bytes.bin", "x"]) == 2
+    assert "`bytes.bin` is not a plan" in capsys.readouterr().err
+    assert main(["explain", str(configs), "x"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    # a quantizer naming a spec the plan does not define: rejected on load, by both commands
+    data = json.loads((configs / "a.json").read_text())
+    data["quantizers"][0]["spec"] = "s999"
+    (configs / "dangling.json").write_text(json.dumps(data))
+    for argv in (["explain", "dangling.json", "layers.0.weight"], ["diff", "a.json", "dangling.json"]):
+        assert main(argv) == 2
+        assert "names spec `s999`, which `specs` does not define" in capsys.readouterr().err

@@ -140,11 +140,17 @@ def encode_plan(plan: Plan) -> bytes:
 
 
 def decode_plan(data: bytes | str) -> Plan:
+    """Decode and check plan JSON; raises ``msgspec.ValidationError`` / ``msgspec.DecodeError``
+    for malformed JSON or fields, ``ValueError`` for a foreign format, an unsupported version or
+    a quantizer naming a spec id the plan does not define."""
     plan = msgspec.json.decode(data, type=Plan)
     if plan.format != PLAN_FORMAT:
         raise ValueError(f"not a qplan plan (format `{plan.format}`)")
     if plan.version != PLAN_VERSION:
         raise ValueError(f"plan version {plan.version} is not supported (expected {PLAN_VERSION})")
+    for q in plan.quantizers:
+        if q.spec not in plan.specs:
+            raise ValueError(f"quantizer `{q.id}` at `{q.address}` names spec `{q.spec}`, which `specs` does not define")
     return plan
 
 
