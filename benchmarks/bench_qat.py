@@ -200,7 +200,7 @@ def report(rows: list[dict[str, Any]], tools: tuple[str, ...], args: argparse.Na
         applies = "W=512" in r["name"] or r["name"] == "cnn"
         t1 = ", ".join(f"{t} {'yes' if ratio[t] <= TARGET else 'NO'}" for t in mine) if applies else "n/a"
         best_peer = min(ratio[t] for t in peers) if peers else float("inf")
-        t2 = ", ".join(f"{t} {'yes' if ratio[t] < best_peer else 'NO'}" for t in mine)
+        t2 = ", ".join(f"{t} {'yes' if ratio[t] < best_peer else 'NO'}" for t in mine) if peers else "n/a (no peer run)"
         out.append(f"| {r['name']} | " + " | ".join(cells) + f" | {t1} | {t2} |")
     out.append("")
     return "\n".join(out)
