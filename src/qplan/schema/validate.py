@@ -154,6 +154,14 @@ class _Walker:
             self.report("invalid-type", f"the top level must be a mapping with `quantization_config`, got {self.found(doc, ())}",
                         (), help=hint)
             return INVALID
+        from qplan.compiler.plan import PLAN_FORMAT  # already imported with `qplan`
+
+        if doc.get("format") == PLAN_FORMAT and "quantization_config" not in doc:
+            source = doc.get("config", {}).get("source") if isinstance(doc.get("config"), dict) else None
+            self.report("invalid-type", "this is a qplan plan (written by `qplan compile-plan`), not a config", (),
+                        help=f"pass the config it was compiled from (`{source}`)" if isinstance(source, str) else
+                        "pass the config it was compiled from")
+            return INVALID
         self.unknown_keys(doc, TOP_LEVEL_KEYS, (), "at the top level")
         if "$schema" in doc and not isinstance(doc["$schema"], str):
             self.type_error(doc["$schema"], mi.StrType(), ("$schema",))
