@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import msgspec
-
-from qplan.diagnostics import ConfigError, Diagnostic, QplanError
+from qplan.diagnostics import ConfigError, Diagnostic, QplanError, strictify
 
 __all__ = ["main", "SUBCOMMANDS", "emit_diagnostics"]
 
@@ -77,7 +75,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             diagnostics += e.diagnostics
             unreadable |= any(d.code in UNREADABLE_CODES for d in e.diagnostics)
     if args.strict:
-        diagnostics = [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diagnostics]
+        diagnostics = strictify(diagnostics)
     emit_diagnostics(diagnostics, args.format)
     errors = sum(d.level == "error" for d in diagnostics)
     if args.format in (None, "concise", "full"):

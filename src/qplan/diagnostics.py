@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Span", "Diagnostic", "QplanError", "ConfigError", "CompileError", "sort_key"]
+__all__ = ["Span", "Diagnostic", "QplanError", "ConfigError", "CompileError", "sort_key", "strictify"]
 
 Level = Literal["error", "warning", "info"]
 
@@ -50,7 +50,7 @@ _LEVEL_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def sort_key(d: Diagnostic) -> tuple:
-    """Deterministic order: file, line, column, level, code, message."""
+    """Deterministic order: file, line, column, level, code, config path, message."""
     s = d.span
     return (
         s.file if s else "",
@@ -61,6 +61,11 @@ def sort_key(d: Diagnostic) -> tuple:
         d.path or "",
         d.message,
     )
+
+
+def strictify(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """The diagnostics with every warning made an error (``--strict``); others unchanged."""
+    return [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diagnostics]
 
 
 class QplanError(Exception):

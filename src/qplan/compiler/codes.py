@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from qplan.diagnostics import Diagnostic, Span
+from qplan.diagnostics import Diagnostic, Span, strictify
 
 __all__ = ["CodeInfo", "CODES", "diagnostic", "strictify", "codes_markdown"]
 
@@ -104,11 +104,6 @@ def diagnostic(
 ) -> Diagnostic:
     """A Diagnostic with the level from :data:`CODES`."""
     return Diagnostic(code=code, level=CODES[code].level, message=message, path=path, span=span, help=help)
-
-
-def strictify(diags: list[Diagnostic]) -> list[Diagnostic]:
-    """Warnings become errors (``--strict``)."""
-    return [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diags]
 
 
 def codes_markdown() -> str:
