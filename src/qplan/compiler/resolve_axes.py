@@ -11,7 +11,6 @@ range is an error. A block size that does not divide its dimension leaves the te
 from __future__ import annotations
 
 from qplan.compiler import _optable
-from qplan.compiler.codes import diagnostic
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, State
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity
@@ -75,19 +74,12 @@ def _block(state: State, e: Entry, g: PerBlockGranularity) -> None:
 def _error(state: State, e: Entry, code: str, message: str, help: str | None = None) -> None:
     e.dropped = True
     parts = e.opinion.parts
-    state.diagnostics.append(diagnostic(code, message, path=state.path(parts), span=state.span(parts), help=help))
+    state.report(code, message, parts, help=help)
 
 
 def _skip(state: State, e: Entry, why: str) -> None:
     e.dropped = True
     parts = e.opinion.parts
-    state.diagnostics.append(
-        diagnostic(
-            "block-not-divisible",
-            f"`{e.address}` stays float: {why}",
-            path=state.path(parts),
-            span=state.span(parts),
-            help="choose a block size that divides the dimension",
-        )
-    )
+    state.report("block-not-divisible", f"`{e.address}` stays float: {why}", parts,
+                 help="choose a block size that divides the dimension")
     state.decisions.append(Decision(kind="skipped", subjects=(e.address,), reason=f"left float: {why}"))

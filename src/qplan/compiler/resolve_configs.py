@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-from qplan.compiler.codes import diagnostic
 from qplan.compiler.state import ModuleChoice, Rule, State
 from qplan.schema.types import ModuleQuantizerConfig
 from qplan.suggest import did_you_mean
@@ -92,15 +91,12 @@ def _match_types(state: State, type_rules: list[Rule]) -> dict[str, list[int]]:
         if not hits:
             hits = [c for c, m in classes.items() if m.qualname == r.key]
             if len(hits) > 1:
-                state.diagnostics.append(
-                    diagnostic(
-                        "ambiguous-module-type",
-                        f"module type `{r.key}` names {len(hits)} different classes: "
-                        + ", ".join(f"`{c}`" for c in sorted(hits)),
-                        path=state.path(r.parts),
-                        span=state.span(r.parts),
-                        help=f"use the fully-qualified name, e.g. `{sorted(hits)[0]}`",
-                    )
+                state.report(
+                    "ambiguous-module-type",
+                    f"module type `{r.key}` names {len(hits)} different classes: "
+                    + ", ".join(f"`{c}`" for c in sorted(hits)),
+                    r.parts,
+                    help=f"use the fully-qualified name, e.g. `{sorted(hits)[0]}`",
                 )
                 continue
         for c in hits:
@@ -119,24 +115,14 @@ def _report_selectors(state: State, name_rules, type_rules, matched, won) -> Non
             if path in ambiguous:
                 continue
             choices = paths if r.level == "name" else qualnames
-            state.diagnostics.append(
-                diagnostic(
-                    "unmatched-selector",
-                    f"{what} `{r.key}` matched no module",
-                    path=path,
-                    span=state.span(r.parts),
-                    help=did_you_mean(r.key.replace("\\", ""), choices),
-                )
-            )
+            state.report("unmatched-selector", f"{what} `{r.key}` matched no module", r.parts,
+                         help=did_you_mean(r.key.replace("\\", ""), choices))
         elif (r.level, r.index) not in won:
-            state.diagnostics.append(
-                diagnostic(
-                    "shadowed-rule",
-                    f"{what} `{r.key}` matches modules but never wins: a later or more specific rule beats it everywhere",
-                    path=path,
-                    span=state.span(r.parts),
-                    help="remove it, or declare it after the rules that beat it",
-                )
+            state.report(
+                "shadowed-rule",
+                f"{what} `{r.key}` matches modules but never wins: a later or more specific rule beats it everywhere",
+                r.parts,
+                help="remove it, or declare it after the rules that beat it",
             )
 
 
@@ -162,13 +148,11 @@ def _report_resets(state: State) -> None:
                 continue
             seen.add(key)
             if getattr(lower.config, f) != getattr(_DEFAULT, f) and _omitted(state, win, f):
-                state.diagnostics.append(
-                    diagnostic(
-                        "reset-to-default",
-                        f"`{state.path(win.parts)}` omits `{f}`, so the modules it governs take the library "
-                        f"default instead of the value set by `{state.path(lower.parts)}`",
-                        path=state.path((*win.parts, f)),
-                        span=state.span(win.parts),
-                        help=f"repeat `{f}` in this config if the value of `{state.path(lower.parts)}` should apply",
-                    )
+                # `f` is not written, so the span of (*win.parts, f) is the rule's own
+                state.report(
+                    "reset-to-default",
+                    f"`{state.path(win.parts)}` omits `{f}`, so the modules it governs take the library "
+                    f"default instead of the value set by `{state.path(lower.parts)}`",
+                    (*win.parts, f),
+                    help=f"repeat `{f}` in this config if the value of `{state.path(lower.parts)}` should apply",
                 )

@@ -17,7 +17,6 @@ schedules, so that readers with equal spec and schedule share one.
 from __future__ import annotations
 
 from qplan.compiler import _optable
-from qplan.compiler.codes import diagnostic
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import FLOAT_DTYPES, Opinion, Read, State, describe_spec
 
@@ -90,15 +89,11 @@ def resolve_edges(state: State) -> State:
                 state.dangling.append(addr)
 
     for (cparts, pparts), readers in overrides.items():
-        c = state.path(cparts)
-        state.diagnostics.append(
-            diagnostic(
-                "edge-override",
-                f"`{c}` overrides the producer's output spec `{state.path(pparts)}` at {len(readers)} "
-                f"edge{'s' if len(readers) != 1 else ''} (first: `{readers[0]}`)",
-                path=c,
-                span=state.span(cparts),
-            )
+        state.report(
+            "edge-override",
+            f"`{state.path(cparts)}` overrides the producer's output spec `{state.path(pparts)}` at {len(readers)} "
+            f"edge{'s' if len(readers) != 1 else ''} (first: `{readers[0]}`)",
+            cparts,
         )
     return state
 

@@ -30,7 +30,6 @@ import re
 from dataclasses import dataclass, field
 
 from qplan.compiler import _optable
-from qplan.compiler.codes import diagnostic
 from qplan.compiler.state import FLOAT_DTYPES, concrete_spec, ModuleChoice, Opinion, OpRule, Parts, Rule, State
 from qplan.schema.types import OpQuantizerConfig, QuantizationSpec
 from qplan.suggest import did_you_mean
@@ -109,15 +108,13 @@ def _report_resets(state: State, mrule: Rule, orule: OpRule) -> None:
     defaulted = _defaults(state, orule)
     for f in _FIELDS:
         if defaulted[f] and getattr(mrule.config, f) != getattr(_DEFAULT_OP, f):
-            state.diagnostics.append(
-                diagnostic(
-                    "reset-to-default",
-                    f"`{state.path(orule.parts)}` omits `{f}`, so the ops it matches take the library default "
-                    f"instead of the value set by `{state.path(mrule.parts)}`",
-                    path=state.path((*orule.parts, f)),
-                    span=state.span(orule.parts),
-                    help=f"repeat `{f}` in this op config if the module config's value should apply",
-                )
+            # `f` is not written, so the span of (*orule.parts, f) is the op config's own
+            state.report(
+                "reset-to-default",
+                f"`{state.path(orule.parts)}` omits `{f}`, so the ops it matches take the library default "
+                f"instead of the value set by `{state.path(mrule.parts)}`",
+                (*orule.parts, f),
+                help=f"repeat `{f}` in this op config if the module config's value should apply",
             )
 
 
@@ -129,16 +126,8 @@ def _report_unknown_op_types(state: State) -> None:
     for parts, mcfg in rules:
         for key in (mcfg.op_type_config if mcfg is not None else ()):
             if _optable.normalize_key(key) is None:
-                kparts = (*parts, "op_type_config", key)
-                state.diagnostics.append(
-                    diagnostic(
-                        "unknown-op-type",
-                        f"op type `{key}` is not in the op table",
-                        path=state.path(kparts),
-                        span=state.span(kparts),
-                        help=_optable.suggest(key),
-                    )
-                )
+                state.report("unknown-op-type", f"op type `{key}` is not in the op table",
+                             (*parts, "op_type_config", key), help=_optable.suggest(key))
 
 
 def _choice_for(state: State, module: str) -> ModuleChoice:
@@ -255,22 +244,9 @@ def _report_one(state: State, parts: Parts, table: _RuleTable, level: str, i: in
     if table.governed_ops == 0:
         return  # the module rule itself governs nothing; module-level diagnostics say so
     if (level, i) not in table.matched:
-        state.diagnostics.append(
-            diagnostic(
-                "unmatched-selector",
-                f"{what} matched no op governed by `{state.path(parts[:-2])}`",
-                path=state.path(parts),
-                span=state.span(parts),
-                help=hint,
-            )
-        )
+        state.report("unmatched-selector", f"{what} matched no op governed by `{state.path(parts[:-2])}`", parts,
+                     help=hint)
     elif (level, i) not in table.won:
-        state.diagnostics.append(
-            diagnostic(
-                "shadowed-rule",
-                f"{what} matches ops but never wins: a later op_name_config/op_type_config entry beats it",
-                path=state.path(parts),
-                span=state.span(parts),
-                help="remove it, or declare it after the entries that beat it",
-            )
-        )
+        state.report("shadowed-rule",
+                     f"{what} matches ops but never wins: a later op_name_config/op_type_config entry beats it", parts,
+                     help="remove it, or declare it after the entries that beat it")

@@ -17,7 +17,6 @@ import msgspec
 
 from qplan.compiler import _optable
 from qplan.compiler.assign_schedules import schedule_for
-from qplan.compiler.codes import diagnostic
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, Opinion, State, describe_spec
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
@@ -113,13 +112,9 @@ def _conflict(state, fqn, deciding, use, chosen, other, schedule, other_sched) -
         else f"schedule {other_sched} instead of {schedule}"
     )
     by = f"`{state.path(chosen.parts)}`"
-    state.diagnostics.append(
-        diagnostic(
-            "shared-weight-conflict",
-            f"shared weight `{fqn}`: `{use[3].name}` asks for {what}; the first consumer "
-            f"`{deciding[3].name}` ({by}) decides",
-            path=state.path(other.parts),
-            span=state.span(other.parts),
-            help=f"give every consumer of `{fqn}` the same state spec and schedule",
-        )
+    state.report(
+        "shared-weight-conflict",
+        f"shared weight `{fqn}`: `{use[3].name}` asks for {what}; the first consumer `{deciding[3].name}` ({by}) decides",
+        other.parts,
+        help=f"give every consumer of `{fqn}` the same state spec and schedule",
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from msgspec.structs import replace as _replace
 
+from qplan.compiler.codes import diagnostic
 from qplan.compiler.inventory import Inventory, Op
 from qplan.compiler.plan import Decision
 from qplan.diagnostics import Diagnostic, Span
@@ -204,6 +205,10 @@ class State:
                 return span
             parts = parts[:-1]
         return None
+
+    def report(self, code: str, message: str, parts: Parts, *, help: str | None = None) -> None:
+        """Append a diagnostic `code` at the config path `parts` (its span: see :meth:`span`)."""
+        self.diagnostics.append(diagnostic(code, message, path=self.path(parts), span=self.span(parts), help=help))
 
     def schedule_of(self, module: str) -> tuple[bool, QATSchedule | None]:
         """(has a module config, its qat_schedule) for the module config governing `module`."""
