@@ -271,6 +271,45 @@ def test_ste_gradient_per_channel_and_float():
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"dtype": "uint8", "qscheme": "asymmetric"},
+        {"qformulation": "minval", "qscheme": "asymmetric"},
+        {"granularity": "per_channel", "axis": 0},
+    ],
+    ids=["sym", "asym", "minval", "per_channel"],
+)
+def test_large_tensors_recompute_the_same_codes(monkeypatch, kw):
+    """Tensors of RECOMPUTE_NUMEL elements or more recompute their codes in backward: values and
+    gradients equal the saved-codes path, with retain_graph and with a second forward (new qparams)
+    before the backward of the first."""
+    import qplan.runtime.fake_quant as fq_mod
+
+    results = []
+    for threshold in (1 << 40, 0):
+        monkeypatch.setattr(fq_mod, "RECOMPUTE_NUMEL", threshold)
+        fq = make_fake_quantize(spec(**kw), (6, 20), role="state")
+        outs = []
+        x = rand((6, 20), seed=1, scale=2.0, shift=0.3).requires_grad_()
+        y = fq(x)
+        y.backward(rand((6, 20), seed=2), retain_graph=True)
+        outs.append(x.grad.clone())
+        y.backward(rand((6, 20), seed=3))
+        outs += [y.detach(), x.grad]
+        x = rand((6, 20), seed=4, scale=3.0).requires_grad_()
+        first = fq(x)
+        second = fq(x.detach() * 0.2)  # the static observer shrinks the range; `first` must keep its own
+        first.sum().backward()
+        outs += [x.grad, second]
+        # under the second call's qparams most of x would clip (gradient 0)
+        assert (x.grad != 0).float().mean() > 0.9
+        results.append(outs)
+    for saved, recomputed in zip(*results, strict=True):
+        assert torch.equal(saved, recomputed)
+
+
 def test_no_gradient_to_qparams_and_no_grad_input():
     fq = make_fake_quantize(spec(), (3,))
     y = fq(torch.tensor([1.0, -2.0, 0.5]))

@@ -139,6 +139,31 @@ def test_graph_and_eager_agree() -> None:
         assert not torch.equal(outs["graph"][1], model(*args))  # quantization did something
 
 
+def test_graph_weight_fake_quants_run_next_to_their_layer() -> None:
+    """Export hoists parameter reads to the top; each unshared fake-quant runs just before its reader,
+    and a training step still matches eager mode."""
+    model, args = models.mlp()
+    q = Quantizer(model, QuantizerConfig().set_execution_mode("graph"))
+    gm = q.prepare(args)
+    nodes = fake_quant_nodes(gm)
+    weights = [n for n in nodes if n.args[0].op == "get_attr"]
+    assert weights
+    order = {n: k for k, n in enumerate(gm.graph.nodes)}
+    fq_set = set(nodes)
+    for n in nodes:  # only other fake-quants of the same reader in between
+        first, cur = min(n.users, key=order.__getitem__), n.next
+        while cur is not first:
+            assert cur in fq_set, f"{cur} runs between {n} and its reader {first}"
+            cur = cur.next
+    qe = Quantizer(model, QuantizerConfig().set_execution_mode("eager"))
+    pe = qe.prepare(args)
+    for p in (gm, pe):
+        p(*args).square().mean().backward()
+    grads = {k: v.grad for k, v in pe.named_parameters()}
+    for k, v in gm.named_parameters():
+        torch.testing.assert_close(v.grad, grads[k], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_fingerprint_mismatch_names_the_op(mode: str) -> None:
     model, args = models.mlp(n_layers=4)

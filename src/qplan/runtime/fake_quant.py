@@ -529,7 +529,7 @@ class FakeQuantize(nn.Module):
             mx = torch.amax(x, dim=self._rdims)
         else:
             mn, mx = torch.aminmax(x)
-        return torch.stack((torch.neg(mn), mx), out=out).clamp_(min=0)
+        return torch.stack((torch.neg(mn), mx), out=out).clamp_(0)
 
     def _observe(self, x: torch.Tensor) -> None:
         if self._frozen_range:
@@ -569,8 +569,8 @@ class FakeQuantize(nn.Module):
                 scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(min=_FLOAT_EPS)
             return scale, torch.reciprocal(scale, out=o_inv), None
         if self.symmetric:
-            amax = torch.amax(bounds, dim=0)
-            scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(min=_INT_EPS)
+            amax = torch.amax(bounds, dim=0) if self._rdims or self._block is not None else torch.max(bounds)
+            scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(_INT_EPS)
             inv = torch.reciprocal(scale, out=o_inv)
             if self.use_minval:
                 return scale, inv, torch.neg(amax, out=b["minval"] if out else None)
