@@ -155,6 +155,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``qplan`` argument parser, one subparser per entry of :data:`SUBCOMMANDS`."""
     parser = argparse.ArgumentParser(prog="qplan", description="Quantization config compiler for PyTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:

@@ -164,6 +164,7 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
 
 
 def add_compile_plan(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``compile-plan`` subparser to `sub` and return it."""
     p = sub.add_parser("compile-plan", help="compile a config against a model into a plan")
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON config file")
     p.add_argument("--model", required=True, metavar="MODULE:FACTORY",
@@ -275,6 +276,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def add_diff(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``diff`` subparser to `sub` and return it."""
     p = sub.add_parser("diff", help="compare two plans (or two configs with --model); exit 1 when different")
     p.add_argument("a", metavar="A", help="plan JSON, or a config with --model")
     p.add_argument("b", metavar="B", help="plan JSON, or a config with --model")
@@ -342,6 +344,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def add_explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``explain`` subparser to `sub` and return it."""
     p = sub.add_parser("explain", help="why a tensor got its spec: winning rule, rules it beat, decisions")
     p.add_argument("plan", metavar="PLAN", help="plan JSON written by compile-plan")
     p.add_argument("address", metavar="ADDRESS", help="tensor or op address, e.g. fc1.weight or fc1.linear:in0")

@@ -81,6 +81,7 @@ def suggest(key: str) -> str | None:
 
 
 def is_batch_norm(op_type: str) -> bool:
+    """BatchNorm op types (fused into a preceding compute op, SPEC §2.5)."""
     return op_type in _ops.BATCH_NORMS
 
 

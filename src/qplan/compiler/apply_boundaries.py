@@ -1,4 +1,4 @@
-"""Pass: module boundary specs (SPEC §2.6 of the config, §2.5 placement).
+"""Pass: module boundary specs (SPEC §1.4 for the config, §2.5 for placement).
 
 ``module_input_spec`` / ``module_output_spec`` / ``module_state_spec`` belong to the module the
 winning rule matched itself (``ModuleChoice.owner``), and override the op-level decisions on
@@ -23,6 +23,7 @@ __all__ = ["apply_boundaries"]
 
 
 def apply_boundaries(state: State) -> State:
+    """Let module_*_spec override the reads and states at module boundaries; returns `state`."""
     for m in state.inventory.modules:
         choice = state.module_choice.get(m.path)
         if choice is None or not choice.owner or choice.rule is None or choice.rule.config is None:

@@ -24,6 +24,7 @@ def schedule_for(state: State, module: str, fallback: str | None = None) -> QATS
 
 
 def assign_schedules(state: State) -> State:
+    """Attach the governing qat_schedule to every read; returns `state`."""
     cache: dict[tuple[str, str], QATSchedule | None] = {}
     for read in state.reads.values():
         key = (read.sched_module, read.fallback_module)

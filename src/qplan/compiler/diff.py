@@ -20,12 +20,16 @@ __all__ = ["FieldChange", "EntryDiff", "PlanDiff", "diff_plans"]
 
 
 class FieldChange(msgspec.Struct, frozen=True, kw_only=True):
+    """One field that differs: its dotted name, the value in plan A and in plan B."""
+
     field: str  # "spec.dtype", "readers", "role", ...
     a: Any = None
     b: Any = None
 
 
 class EntryDiff(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to the fake-quant at one address: added, removed or changed (with its fields)."""
+
     address: str
     kind: Literal["added", "removed", "changed"]
     changes: tuple[FieldChange, ...] = ()  # field by field, for "changed"
@@ -33,6 +37,8 @@ class EntryDiff(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanDiff(msgspec.Struct, frozen=True, kw_only=True):
+    """Two plans compared by address, plus plan-level, config and decision changes."""
+
     entries: tuple[EntryDiff, ...]  # in address order
     plan: tuple[FieldChange, ...] = ()  # mode, model fingerprint
     decisions_added: tuple[str, ...] = ()

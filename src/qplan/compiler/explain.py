@@ -27,6 +27,8 @@ class ExplainError(QplanError, KeyError):
 
 
 class Explanation(msgspec.Struct, frozen=True, kw_only=True):
+    """The fake-quants touching an address, their specs and provenance, and the decisions naming it."""
+
     address: str
     quantized: bool  # at least one fake-quant touches the address
     entries: tuple[QuantizerEntry, ...]

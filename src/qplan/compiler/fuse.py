@@ -20,6 +20,7 @@ __all__ = ["fuse"]
 
 
 def fuse(state: State) -> State:
+    """Group compute ops with their BatchNorm / activation readers (``state.fused``); returns `state`."""
     ops = state.inventory.ops
     count = 0
     for op in ops:

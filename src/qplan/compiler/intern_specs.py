@@ -16,6 +16,8 @@ __all__ = ["intern_specs", "resolved_spec"]
 
 
 def resolved_spec(e: Entry) -> ResolvedSpec:
+    """The plan form of an entry's spec: calculator made concrete, axis and block size resolved,
+    FP4 scales defaulted to e8m0, schedule attached."""
     s = e.spec
     calc = s.qparam_calculator_cls
     if calc == "default":
@@ -42,6 +44,7 @@ def resolved_spec(e: Entry) -> ResolvedSpec:
 
 
 def intern_specs(state: State) -> State:
+    """Build the spec table and the plan's quantizer entries; returns `state`."""
     ids: dict[ResolvedSpec, str] = {}
     out: list[QuantizerEntry] = []
     for e in state.entries:

@@ -17,7 +17,6 @@ into these records (as torch.fx does with ``node.meta``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import msgspec
 
@@ -48,9 +47,11 @@ class Op(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     target: str = ""  # what capture saw: aten overload ("aten.linear.default") or torch function name
 
     def input_address(self, i: int) -> str:
+        """The address of input slot `i`: ``<op name>:in<i>``."""
         return f"{self.name}:in{i}"
 
     def output_address(self, j: int) -> str:
+        """The address of output `j`: ``<op name>:out<j>``."""
         return f"{self.name}:out{j}"
 
 
@@ -87,12 +88,6 @@ class Inventory(msgspec.Struct, kw_only=True):
             lines.append(f"  {op.name:<40} {op.op_type:<12} ({ins}){st}")
         lines.append(f"  outputs: {', '.join(str(o) for o in self.outputs)}")
         return "\n".join(lines)
-
-    def iter_sources(self) -> Iterator[str]:
-        for op in self.ops:
-            for t in op.inputs:
-                if t.source is not None:
-                    yield t.source
 
     def lint(self) -> None:
         """Check the invariants: unique op names, producers before consumers, known states."""

@@ -19,6 +19,7 @@ _OUT_SLOT = 1000  # entry order: an op's outputs sort after its inputs and weigh
 
 
 def place_quantizers(state: State) -> State:
+    """Group reads with equal spec and schedule into fake-quant entries; returns `state`."""
     groups: dict[tuple, Entry] = {}
     producer_sched: dict[str, object] = {}
     for read in sorted(state.reads.values(), key=lambda r: r.order):

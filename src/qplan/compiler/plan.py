@@ -105,11 +105,15 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The model a plan was compiled for: its class name and op-inventory fingerprint."""
+
     class_name: str
     fingerprint: str  # Inventory.fingerprint()
 
 
 class ConfigInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The config a plan was compiled from: its name and the sha256 of its content."""
+
     source: str  # file name as given (never an absolute path) or "<python>"
     sha256: str
 
@@ -128,6 +132,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     diagnostics: tuple[Diagnostic, ...] = ()
 
     def by_address(self) -> dict[str, QuantizerEntry]:
+        """The quantizer entries keyed by their address."""
         return {q.address: q for q in self.quantizers}
 
 

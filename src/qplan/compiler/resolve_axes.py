@@ -19,6 +19,7 @@ __all__ = ["resolve_axes"]
 
 
 def resolve_axes(state: State) -> State:
+    """Fill in default axes and check axes and block sizes of every entry; returns `state`."""
     for e in state.entries:
         g = e.spec.granularity
         if e.role == "state" and e.spec.qparam_calculator_cls == "dynamic":

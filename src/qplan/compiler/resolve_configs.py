@@ -28,6 +28,7 @@ _DEFAULT = ModuleQuantizerConfig()
 
 
 def resolve_configs(state: State) -> State:
+    """Fill ``state.module_choice`` with the module config governing every module; returns `state`."""
     cfg = state.config
     modules = state.inventory.modules
     name_rules = [

@@ -24,6 +24,7 @@ __all__ = ["resolve_edges"]
 
 
 def resolve_edges(state: State) -> State:
+    """Decide what every op input and model output reads (``state.reads``); returns `state`."""
     ops = state.inventory.ops
     root = state.root
     overrides: dict[tuple, list[str]] = {}

@@ -55,6 +55,7 @@ class _RuleTable:
 
 
 def resolve_ops(state: State) -> State:
+    """Fill ``state.op_rule`` and the per-tensor opinions of every op; returns `state`."""
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
     reset_checked: set[tuple[Parts, str]] = set()

@@ -18,6 +18,7 @@ __all__ = ["share_qparams"]
 
 
 def share_qparams(state: State) -> State:
+    """Put the quantized slots of each value-preserving op in one qparams group; returns `state`."""
     entries = [e for e in state.entries if not e.dropped]
     by_reader: dict[str, int] = {}
     by_source: dict[str, list[int]] = {}

@@ -246,6 +246,7 @@ class State:
                 raise AssertionError(f"`{q.address}` names unknown spec `{q.spec}`")
 
     def is_float(self, address: str) -> bool:
+        """Whether the value at `address` is a known floating-point tensor (only those are quantized)."""
         info = self.tensor.get(address)
         return info is not None and info[1] in FLOAT_DTYPES
 
