@@ -145,12 +145,15 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
 
     if args.output and os.path.exists(args.output) and os.path.samefile(args.output, args.config):
         return _fail_usage(f"refusing to overwrite the config `{args.config}` with the plan")
-    loaded = load_config(args.config)
+    loaded = load_config(Path(args.config))  # always a path, never YAML text (a directory is unreadable)
     model, example_inputs = load_factory(args.model)
     plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict)
     data = encode_plan(plan)
     if args.output:
-        Path(args.output).write_bytes(data)
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as e:
+            return _fail_usage(f"cannot write `{args.output}`: {e.strerror or e}")
     fmt = args.format or ("table" if args.output or sys.stdout.isatty() else "json")
     if fmt == "json" and not args.output:
         sys.stdout.write(data.decode())

@@ -156,3 +156,17 @@ def test_explain_and_diff_reject_what_is_not_a_plan(configs, capsys):
     for argv in (["explain", "dangling.json", "layers.0.weight"], ["diff", "a.json", "dangling.json"]):
         assert main(argv) == 2
         assert "names spec `s999`, which `specs` does not define" in capsys.readouterr().err
+
+
+def test_compile_plan_unreadable_config_or_unwritable_output_is_a_usage_error(configs, capsys):
+    # a directory (or a suffix-less missing file) is a path that cannot be read, not YAML text
+    (configs / "cfgdir").mkdir()
+    for bad in ("cfgdir", "no_such_config"):
+        assert main(["compile-plan", bad, "--model", "qplan.models:mlp"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot read `{bad}`" in err and "the string" not in err
+    # an output path that cannot be written: one line, exit 2, not an internal error
+    for out in ("cfgdir", "missing_dir/p.json"):
+        assert main(["compile-plan", "a.yaml", "--model", "qplan.models:mlp", "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert f"qplan: error: cannot write `{out}`" in err and "internal error" not in err
