@@ -198,10 +198,13 @@ def test_encoding_empty_and_top_level_errors(tmp_path: Path) -> None:
     assert load_config("\ufeffquantization_config: {}\n").config == QuantizerConfig()  # a UTF-8 BOM is fine
 
 
-def test_unreadable_path() -> None:
+def test_unreadable_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("does/not/exist.yaml")
     assert _codes(info.value) == ["unreadable-file"]
+    with pytest.raises(ConfigError) as info:  # a directory is a path that cannot be read, not YAML text
+        QuantizerConfig.from_yaml(str(tmp_path))
+    assert _codes(info.value) == ["unreadable-file"] and "Is a directory" in str(info.value)
 
 
 def test_empty_values_warn_but_explicit_nulls_do_not() -> None:

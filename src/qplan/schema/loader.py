@@ -104,7 +104,7 @@ def _read(source: Any) -> tuple[bytes, str]:
 def _looks_like_path(text: str) -> bool:
     if "\n" in text or not text.strip():
         return False
-    return text.lower().endswith(_CONFIG_SUFFIXES) or Path(text).is_file()
+    return text.lower().endswith(_CONFIG_SUFFIXES) or Path(text).exists()  # a directory: unreadable, not YAML
 
 
 def _decode(data: bytes, name: str) -> str:
