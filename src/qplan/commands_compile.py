@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import importlib
 import json
 import os
@@ -291,20 +292,26 @@ def add_diff(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 # -- qplan explain ----------------------------------------------------------------------------
-def _source_line(source: str | None) -> str | None:
+def _source_line(source: str | None, sha256: str | None) -> str | None:
+    """The text at `source` (``file:line``), read from the file only when its sha256 is `sha256`
+    (the config the plan was compiled from, not one edited since); None otherwise."""
     if not source:
         return None
     file, _, line = source.rpartition(":")
     try:
-        with open(file, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
-        return lines[int(line) - 1].strip()
+        with open(file, "rb") as f:
+            data = f.read()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        n = int(line)
+        return data.decode("utf-8-sig").splitlines()[n - 1].strip() if n > 0 else None
     except (OSError, ValueError, IndexError):
         return None
 
 
-def render_explanation(x: Any) -> str:
-    """Text form of an :class:`~qplan.compiler.explain.Explanation`."""
+def render_explanation(x: Any, config_sha256: str | None = None) -> str:
+    """Text form of an :class:`~qplan.compiler.explain.Explanation`; a rule's source line is
+    shown when its file is readable and, given `config_sha256` (the plan's), unchanged."""
     lines: list[str] = []
     if not x.quantized:
         lines.append(f"{x.address}: not quantized")
@@ -317,7 +324,7 @@ def render_explanation(x: Any) -> str:
         p = q.provenance
         where = f"  ({p.source})" if p.source else ""
         lines.append(f"  rule:    {p.rule}{where}" + ("  [library default]" if p.defaulted else ""))
-        text = _source_line(p.source)
+        text = _source_line(p.source, config_sha256)
         if text:
             lines.append(f"           | {text}")
         for b in p.beaten:
@@ -342,7 +349,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"`{args.plan}` is not a plan; explain reads the JSON written by "
                          "`qplan compile-plan CONFIG --model MODULE:FACTORY -o PLAN`")
     plan = _decode_plan(args.plan, data)
-    sys.stdout.write(render_explanation(explain(plan, args.address)))
+    sys.stdout.write(render_explanation(explain(plan, args.address), plan.config.sha256))
     return EXIT_OK
 
 

@@ -98,6 +98,11 @@ def test_explain(configs, capsys):
     assert "beat:    quantization_config.global_config" in out
     assert main(["explain", "b.json", "layers.0.wieght"]) == 1
     assert "did you mean `layers.0.weight`?" in capsys.readouterr().err
+    # the config edited since compiling: its line 4 is something else now, so no source line is shown
+    (configs / "b.yaml").write_text("# a comment shifts every line\n" + W4)
+    assert main(["explain", "b.json", "layers.0.weight"]) == 0
+    out = capsys.readouterr().out
+    assert "(b.yaml:4)" in out and "| " not in out
 
 
 def test_capture_failure_is_a_clean_error(configs, capsys, monkeypatch):
