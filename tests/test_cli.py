@@ -121,3 +121,23 @@ def test_validate_strict_fails_on_warnings(files: dict[str, str], capsys: pytest
     assert main(["validate", "--strict", files["warn.yaml"]]) == 1
     assert f"{files['warn.yaml']}:2:3: error[empty-value]" in capsys.readouterr().out
     assert main(["validate", "--strict", files["good.yaml"]]) == 0
+
+
+def test_deliberate_errors_share_one_exit_code_rule(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Any subcommand: an unreadable-file diagnostic exits 2, other qplan errors 1, in one line each."""
+    from qplan.diagnostics import ConfigError, Diagnostic
+
+    def unreadable():
+        raise ConfigError(Diagnostic(code="unreadable-file", level="error", message="cannot read `x`"))
+
+    monkeypatch.setattr("qplan.schema.jsonschema.schema_text", unreadable)
+    assert main(["schema"]) == 2
+    assert "error[unreadable-file] cannot read `x`" in capsys.readouterr().err
+
+    def invalid():
+        raise ConfigError("bad")
+
+    monkeypatch.setattr("qplan.schema.jsonschema.schema_text", invalid)
+    assert main(["schema"]) == 1
+    assert "error[invalid-config] bad" in capsys.readouterr().err

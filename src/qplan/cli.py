@@ -16,7 +16,7 @@ from typing import TextIO
 
 from qplan.diagnostics import ConfigError, Diagnostic, QplanError, strictify
 
-__all__ = ["main", "SUBCOMMANDS", "emit_diagnostics"]
+__all__ = ["main", "SUBCOMMANDS", "emit_diagnostics", "report_error"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 UNREADABLE_CODES = frozenset({"unreadable-file"})
@@ -34,6 +34,19 @@ def emit_diagnostics(diagnostics: Sequence[Diagnostic], format: str | None, stre
     tty = _is_terminal(stream)
     fmt = format or ("full" if tty else "concise")
     stream.write(render(diagnostics, fmt, color=tty and fmt in ("full", "concise")))
+
+
+def report_error(error: QplanError, format: str | None = None) -> int:
+    """Print a deliberate error (its diagnostics in `format`, or one line) to stderr; return the
+    exit code: the error's ``exit_code`` (2 for usage errors), 2 when a file was unreadable, else 1."""
+    from qplan.render import FORMATS
+
+    diagnostics = getattr(error, "diagnostics", None)
+    if not diagnostics:
+        print(f"qplan: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", EXIT_FAIL)
+    emit_diagnostics(diagnostics, format if format in FORMATS else None, sys.stderr)
+    return EXIT_USAGE if any(d.code in UNREADABLE_CODES for d in diagnostics) else getattr(error, "exit_code", EXIT_FAIL)
 
 
 # -- qplan schema -----------------------------------------------------------------------------
@@ -173,12 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except QplanError as e:
-        diagnostics = getattr(e, "diagnostics", None)
-        if diagnostics:
-            emit_diagnostics(diagnostics, getattr(args, "format", None), sys.stderr)
-        else:
-            print(f"qplan: error: {e}", file=sys.stderr)
-        return EXIT_FAIL
+        return report_error(e, getattr(args, "format", None))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -31,6 +31,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 class UsageError(QplanError):
     """Bad command-line input (exit 2)."""
 
+    exit_code = EXIT_USAGE
+
 
 def _fail_usage(message: str) -> int:
     print(f"qplan: error: {message}", file=sys.stderr)
@@ -38,23 +40,17 @@ def _fail_usage(message: str) -> int:
 
 
 def _guard(run):
-    """Usage errors exit 2; config and compile errors print their diagnostics and exit 1."""
+    """Errors print as :func:`qplan.cli.report_error` does, with diagnostics in the default
+    format (these commands' ``--format`` is for their own output); usage errors exit 2."""
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except UsageError as e:
-            return _fail_usage(str(e))
         except QplanError as e:
-            diagnostics = getattr(e, "diagnostics", None)
-            if not diagnostics:
-                print(f"qplan: error: {e}", file=sys.stderr)
-                return EXIT_FAIL
-            from qplan.cli import UNREADABLE_CODES, emit_diagnostics
+            from qplan.cli import report_error
 
-            emit_diagnostics(diagnostics, None, sys.stderr)
-            return EXIT_USAGE if any(d.code in UNREADABLE_CODES for d in diagnostics) else EXIT_FAIL
+            return report_error(e)
 
     return wrapper
 
