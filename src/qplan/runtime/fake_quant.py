@@ -436,6 +436,25 @@ class FakeQuantize(nn.Module):
     # --------------------------------------------------------------------------------------- forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast and self._fq_on and x.dtype == torch.float32:
+            # the common case inline (integer, per-tensor or per-channel, stored qparams): each Python
+            # frame and tensor op here is paid by every fake-quant on every step
+            b = self._buffers
+            if self._obs_on and not self._frozen_range:
+                self._observe_int(x.detach(), b)
+            if self._bshape:
+                scale, inv, offset = self._qviews()
+            else:
+                scale, inv = b["scale"], b["_inv_scale"]
+                offset = b[self._offset_name] if self._offset_name is not None else None
+            apply = _FakeQuantInt.apply if _is_compiling() or _functorch_active() else _C_APPLY_INT
+            kind = self._int_kind
+            if kind == "sym":
+                zp = b["_zp_t"] if self._zp_const else None
+                return apply(x, scale, inv, zp, None, self.quant_min, self.quant_max)
+            if kind == "asym":
+                return apply(x, scale, inv, offset, None, self.quant_min, self.quant_max)
+            return apply(x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
         if not self._fq_on:
             if self._obs_on and not self.dynamic:
                 self._observe(x)
@@ -530,6 +549,39 @@ class FakeQuantize(nn.Module):
         else:
             mn, mx = torch.aminmax(x)
         return torch.stack((torch.neg(mn), mx), out=out).clamp_(0)
+
+    def _observe_int(self, x: torch.Tensor, b: dict) -> None:
+        """:meth:`_observe` of a detached float32 tensor for integer, not per-block specs without a
+        fixed range, in one frame: the same ops in the same order."""
+        bounds = b["bounds"]
+        observed = self._observed
+        replace = self._replace_always or not observed
+        rd = self._rdims
+        if rd:
+            mn = torch.amin(x, dim=rd)
+            mx = torch.amax(x, dim=rd)
+        else:
+            mn, mx = torch.aminmax(x)
+        cur = torch.stack((torch.neg(mn), mx), out=bounds if replace else None).clamp_(0)
+        if not self.is_weight and self.training and _world_size() > 1:
+            _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
+        if replace:
+            if not observed:
+                self._set_observed()
+        elif self._ema:
+            bounds.lerp_(cur, EMA_CONSTANT)
+        else:  # global_minmax
+            torch.maximum(bounds, cur, out=bounds)
+        if self._fixed_lo is not None:
+            bounds[0].fill_(max(-self._fixed_lo, 0.0))
+        if self._fixed_hi is not None:
+            bounds[1].fill_(max(self._fixed_hi, 0.0))
+        if self._int_kind == "sym":
+            amax = torch.amax(bounds, dim=0) if rd else torch.max(bounds)
+            scale = torch.div(amax, b["_divisor"], out=b["scale"]).clamp_(_INT_EPS)
+            torch.reciprocal(scale, out=b["_inv_scale"])
+        else:
+            self._compute_qparams(bounds, out=True)
 
     def _observe(self, x: torch.Tensor) -> None:
         if self._frozen_range:
