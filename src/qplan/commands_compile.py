@@ -20,23 +20,17 @@ from typing import Any, TextIO
 
 import msgspec
 
+from qplan.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from qplan.diagnostics import QplanError
 
 __all__ = ["add_compile_plan", "add_diff", "add_explain", "load_factory", "render_plan_summary",
            "render_diff", "render_explanation"]
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(QplanError):
     """Bad command-line input (exit 2)."""
 
     exit_code = EXIT_USAGE
-
-
-def _fail_usage(message: str) -> int:
-    print(f"qplan: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _guard(run):
@@ -141,7 +135,7 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
     from qplan.schema.loader import load_config
 
     if args.output and os.path.exists(args.output) and os.path.samefile(args.output, args.config):
-        return _fail_usage(f"refusing to overwrite the config `{args.config}` with the plan")
+        raise UsageError(f"refusing to overwrite the config `{args.config}` with the plan")
     loaded = load_config(Path(args.config))  # always a path, never YAML text (a directory is unreadable)
     model, example_inputs = load_factory(args.model)
     plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict)
@@ -150,7 +144,7 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_bytes(data)
         except OSError as e:
-            return _fail_usage(f"cannot write `{args.output}`: {e.strerror or e}")
+            raise UsageError(f"cannot write `{args.output}`: {e.strerror or e}") from None
     fmt = args.format or ("table" if args.output or sys.stdout.isatty() else "json")
     if fmt == "json" and not args.output:
         sys.stdout.write(data.decode())
