@@ -141,3 +141,18 @@ def test_deliberate_errors_share_one_exit_code_rule(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("qplan.schema.jsonschema.schema_text", invalid)
     assert main(["schema"]) == 1
     assert "error[invalid-config] bad" in capsys.readouterr().err
+
+
+def test_config_commands_do_not_import_torch(files: dict[str, str]) -> None:
+    """`qplan validate` / `schema` / `presets` register only their own subparser: torch (which
+    `qplan demo`'s options need) stays unimported, so they start fast; `--help` still lists all."""
+    code = (
+        "import sys; from qplan.cli import main\n"
+        f"assert main(['validate', {files['good.yaml']!r}]) == 0\n"
+        "assert main(['schema']) == 0 and main(['presets']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    helptext = subprocess.run([sys.executable, "-m", "qplan.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert all(c in helptext.stdout for c in ("validate", "compile-plan", "explain", "demo"))

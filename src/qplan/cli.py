@@ -3,6 +3,8 @@
 Exit codes: 0 clean (or equal), 1 errors (or differences), 2 bad usage, unreadable input or an
 internal error. Each subcommand is one ``_cmd_*`` function plus one entry in ``SUBCOMMANDS``;
 to add one, write ``_add_<name>(subparsers)`` returning its parser with ``set_defaults(run=...)``.
+Only the subcommand being run is registered (``qplan demo``'s options import torch; ``qplan
+validate`` should not pay for that); ``qplan --help`` and unknown commands register them all.
 """
 
 from __future__ import annotations
@@ -156,29 +158,32 @@ def _add_demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 # -- entry point ------------------------------------------------------------------------------
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = [
-    _add_schema,
-    _add_validate,
-    _add_presets,
-    _add_compile_plan,
-    _add_diff,
-    _add_explain,
-    _add_demo,
-]
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], argparse.ArgumentParser]] = {
+    "schema": _add_schema,
+    "validate": _add_validate,
+    "presets": _add_presets,
+    "compile-plan": _add_compile_plan,
+    "diff": _add_diff,
+    "explain": _add_explain,
+    "demo": _add_demo,
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``qplan`` argument parser, one subparser per entry of :data:`SUBCOMMANDS`."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``qplan`` argument parser: the subparser of `command` alone when it is a known
+    subcommand (parsing its arguments never shows the others), else one per :data:`SUBCOMMANDS` entry."""
     parser = argparse.ArgumentParser(prog="qplan", description="Quantization config compiler for PyTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in SUBCOMMANDS:
-        add(sub)
+    for name, add in SUBCOMMANDS.items():
+        if command not in SUBCOMMANDS or name == command:
+            add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
