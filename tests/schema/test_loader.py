@@ -198,6 +198,14 @@ def test_encoding_empty_and_top_level_errors(tmp_path: Path) -> None:
     assert load_config("\ufeffquantization_config: {}\n").config == QuantizerConfig()  # a UTF-8 BOM is fine
 
 
+def test_long_one_line_document_is_text_not_a_path() -> None:
+    """One-line JSON longer than a file name may be (255 bytes) is read as text, not stat'ed."""
+    doc = {"quantization_config": {"module_name_configs": {f"layer{i}": None for i in range(40)}}}
+    text = json.dumps(doc)
+    assert "\n" not in text and len(text) > 300
+    assert load_config(text).config == QuantizerConfig.from_dict(doc)
+
+
 def test_unreadable_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("does/not/exist.yaml")

@@ -104,7 +104,12 @@ def _read(source: Any) -> tuple[bytes, str]:
 def _looks_like_path(text: str) -> bool:
     if "\n" in text or not text.strip():
         return False
-    return text.lower().endswith(_CONFIG_SUFFIXES) or Path(text).exists()  # a directory: unreadable, not YAML
+    if text.lower().endswith(_CONFIG_SUFFIXES):
+        return True
+    try:
+        return Path(text).exists()  # a directory too: unreadable, not YAML
+    except OSError:  # e.g. a one-line JSON document longer than a file name may be
+        return False
 
 
 def _decode(data: bytes, name: str) -> str:
