@@ -112,7 +112,10 @@ class _FakeQuantInt(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[override]
-        t = _codes(x, inv_scale, zp, off)
+        t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)  # `_codes`, inline
+        t.round_()
+        if zp is not None:
+            t.add_(zp)
         if ctx.needs_input_grad[0]:
             ctx.bounds = (lo - 0.5, hi + 0.5)
             if x.numel() >= RECOMPUTE_NUMEL:
