@@ -181,6 +181,15 @@ class Quantizer:
         # its own flatten and shape guards (`_guards_fn`) still run, so skip the extra check
         if hasattr(gm, "validate_inputs"):
             gm.validate_inputs = False
+            # with that check off, export's three hooks on the unlifted module only (de)register
+            # nn.Module-typed graph inputs; without such inputs they do nothing but still put every
+            # call on nn.Module's slow hook path
+            from torch.utils import _pytree as pytree
+
+            if not any(isinstance(a, nn.Module) for a in pytree.tree_leaves(args)):
+                for table in ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                              "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+                    getattr(gm, table).clear()
         return gm
 
     def _build_modules(self, plan: Plan) -> None:
