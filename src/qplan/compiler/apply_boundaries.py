@@ -32,26 +32,19 @@ def apply_boundaries(state: State) -> State:
         if not cfg.has_module_specs:
             continue
         parts = choice.rule.parts
-        for i, src in enumerate(m.inputs):
-            found = _lookup(cfg.module_input_spec, str(i))
-            if found is None or src is None:
-                continue
-            key, spec = found
-            spec = concrete_spec(spec, "activation")
-            r = state.root.get(src, src)
-            readers = [x for x, mod in state.readers_of_root.get(r, ()) if mod is not None and _inside(mod, m.path)]
-            op = Opinion(spec=spec, parts=(*parts, "module_input_spec", key), module=m.path)
-            _override(state, f"{m.path}:in{i}", r, readers, op)
-        for j, src in enumerate(m.outputs):
-            found = _lookup(cfg.module_output_spec, str(j))
-            if found is None or src is None:
-                continue
-            key, spec = found
-            spec = concrete_spec(spec, "activation")
-            r = state.root.get(src, src)
-            readers = [x for x, mod in state.readers_of_root.get(r, ()) if mod is None or not _inside(mod, m.path)]
-            op = Opinion(spec=spec, parts=(*parts, "module_output_spec", key), module=m.path)
-            _override(state, f"{m.path}:out{j}", r, readers, op)
+        # an input spec serves the reads inside the module's subtree, an output spec those outside it
+        for field, slot, values, inside in (("module_input_spec", "in", m.inputs, True),
+                                            ("module_output_spec", "out", m.outputs, False)):
+            for i, src in enumerate(values):
+                found = _lookup(getattr(cfg, field), str(i))
+                if found is None or src is None:
+                    continue
+                key, spec = found
+                r = state.root.get(src, src)
+                readers = [x for x, mod in state.readers_of_root.get(r, ())
+                           if (mod is not None and _inside(mod, m.path)) == inside]
+                op = Opinion(spec=concrete_spec(spec, "activation"), parts=(*parts, field, key), module=m.path)
+                _override(state, f"{m.path}:{slot}{i}", r, readers, op)
         for name, fqn in m.states.items():
             found = _lookup(cfg.module_state_spec, name)
             if found is None or not state.is_float(fqn):
