@@ -380,6 +380,11 @@ class FakeQuantize(nn.Module):
         state["_qcache"] = None  # views of the buffers: rebuilt from the copied buffers on first use
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "_fast" not in self.__dict__:  # pickled before the hot-path constants existed
+            self._setup_hot_path()
+
     def _qviews(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(scale, 1/scale, zero_point | minval | None)`` buffers, viewed to broadcast against the
         tensor. The views share the buffers' storage (qparams are updated in place), so they are made
