@@ -187,6 +187,7 @@ class QuantizationSpec(msgspec.Struct, frozen=True, omit_defaults=True, **_STRUC
 
     @property
     def is_float(self) -> bool:
+        """Whether `dtype` is a float format (fp8/fp4) rather than an integer one."""
         return self.dtype in FLOAT_DTYPES
 
 
@@ -249,9 +250,11 @@ class QATSchedule(msgspec.Struct, frozen=True, omit_defaults=True, **_STRUCT):
         _raise_first(check_schedule(self))
 
     def observer_on(self, step: int) -> bool:
+        """Whether observers run at `step`: ``enable_observer <= step < disable_observer``."""
         return self.enable_observer <= step and (self.disable_observer is None or step < self.disable_observer)
 
     def fake_quant_on(self, step: int) -> bool:
+        """Whether fake-quantization is applied at `step`: ``step >= enable_fake_quant``."""
         return step >= self.enable_fake_quant
 
 
@@ -382,6 +385,7 @@ class ModuleQuantizerConfig(OpQuantizerConfig, omit_defaults=True, **_STRUCT):
 
     @property
     def has_module_specs(self) -> bool:
+        """Whether any module_input_spec / module_output_spec / module_state_spec is set."""
         return bool(self.module_input_spec or self.module_output_spec or self.module_state_spec)
 
 
@@ -417,27 +421,29 @@ class QuantizerConfig(msgspec.Struct, omit_defaults=True, **_STRUCT):
     def __post_init__(self) -> None:
         self.execution_mode = ExecutionMode.parse(self.execution_mode)
         self.module_type_configs = {_type_key(k): v for k, v in self.module_type_configs.items()}
-        if self.global_config is not None and self.global_config.has_module_specs:
-            raise ValueError("global_config must not set module_input_spec, module_output_spec or module_state_spec")
+        _check_global(self.global_config)
         for pattern in self.module_name_configs:
             _check_regex(pattern, "module_name_configs")
 
     # -- chainable setters -------------------------------------------------------------
     def set_execution_mode(self, mode: ExecutionMode | str) -> QuantizerConfig:
+        """Set `execution_mode` (`graph`, `eager`, or the `pt2e` alias); returns self."""
         self.execution_mode = ExecutionMode.parse(mode)
         return self
 
     def set_global(self, config: ModuleQuantizerConfig | None) -> QuantizerConfig:
-        if config is not None and config.has_module_specs:
-            raise ValueError("global_config must not set module_input_spec, module_output_spec or module_state_spec")
+        """Set `global_config` (None: quantize nothing by default); returns self."""
+        _check_global(config)
         self.global_config = config
         return self
 
     def set_module_type(self, module_type: Any, config: ModuleQuantizerConfig | None) -> QuantizerConfig:
+        """Set the config of a module class (a class, its import path or class name); returns self."""
         self.module_type_configs[_type_key(module_type)] = config
         return self
 
     def set_module_name(self, pattern: str, config: ModuleQuantizerConfig | None) -> QuantizerConfig:
+        """Set the config of the modules whose path fullmatches the regex `pattern`; returns self."""
         _check_regex(pattern, "module_name_configs")
         self.module_name_configs[pattern] = config
         return self
@@ -483,9 +489,15 @@ class QuantizerConfig(msgspec.Struct, omit_defaults=True, **_STRUCT):
         return config_document(self)
 
     def to_yaml(self) -> str:
+        """The whole document as YAML text (loads back to an equal config)."""
         from qplan.schema.loader import dump_yaml
 
         return dump_yaml(self.to_dict())
+
+
+def _check_global(config: ModuleQuantizerConfig | None) -> None:
+    if config is not None and config.has_module_specs:
+        raise ValueError("global_config must not set module_input_spec, module_output_spec or module_state_spec")
 
 
 def _type_key(module_type: Any) -> str:
