@@ -100,6 +100,39 @@ def _frozen_qparam(v):  # type: ignore[no-untyped-def]
     return v.clone() if isinstance(v, torch.Tensor) else v
 
 
+def _fq_int(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[no-untyped-def]
+    """Forward of :class:`_FakeQuantInt` (and of :class:`_ObserveFakeQuantInt` after its observer)."""
+    t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)  # `_codes`, inline
+    t.round_()
+    if zp is not None:
+        t.add_(zp)
+    if ctx.needs_input_grad[0]:
+        ctx.bounds = (lo - 0.5, hi + 0.5)
+        if x.numel() >= RECOMPUTE_NUMEL:
+            ctx.save_for_backward(x)
+            ctx.qparams = (_frozen_qparam(inv_scale), _frozen_qparam(zp), _frozen_qparam(off))
+            out = t.clamp_(lo, hi)
+        else:
+            ctx.save_for_backward(t)
+            ctx.qparams = None
+            out = torch.clamp(t, lo, hi)
+    else:
+        out = t.clamp_(lo, hi)
+    if zp is not None:
+        out.sub_(zp)
+    if off is None:
+        return out.mul_(scale)
+    return torch.addcmul(off, out, scale)
+
+
+def _fq_int_grad(ctx, grad):  # type: ignore[no-untyped-def]
+    (saved,) = ctx.saved_tensors
+    if ctx.qparams is None:
+        return _hardtanh_backward(grad, saved, *ctx.bounds)
+    t = _codes(saved, *ctx.qparams)
+    return _hardtanh_backward_into(grad, t, *ctx.bounds, grad_input=t)
+
+
 class _FakeQuantInt(torch.autograd.Function):
     """``(clamp(round((x - off)·inv) + zp, lo, hi) - zp)·s + off``; gradient ``g·[lo ≤ round(...) + zp ≤ hi]``.
 
@@ -110,39 +143,24 @@ class _FakeQuantInt(torch.autograd.Function):
     qparams and recompute the codes in backward (same ops, same values), writing the gradient into them.
     """
 
-    @staticmethod
-    def forward(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[override]
-        t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)  # `_codes`, inline
-        t.round_()
-        if zp is not None:
-            t.add_(zp)
-        if ctx.needs_input_grad[0]:
-            ctx.bounds = (lo - 0.5, hi + 0.5)
-            if x.numel() >= RECOMPUTE_NUMEL:
-                ctx.save_for_backward(x)
-                ctx.qparams = (_frozen_qparam(inv_scale), _frozen_qparam(zp), _frozen_qparam(off))
-                out = t.clamp_(lo, hi)
-            else:
-                ctx.save_for_backward(t)
-                ctx.qparams = None
-                out = torch.clamp(t, lo, hi)
-        else:
-            out = t.clamp_(lo, hi)
-        if zp is not None:
-            out.sub_(zp)
-        if off is None:
-            return out.mul_(scale)
-        return torch.addcmul(off, out, scale)
+    forward = staticmethod(_fq_int)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (saved,) = ctx.saved_tensors
-        if ctx.qparams is None:
-            g = _hardtanh_backward(grad, saved, *ctx.bounds)
-        else:
-            t = _codes(saved, *ctx.qparams)
-            g = _hardtanh_backward_into(grad, t, *ctx.bounds, grad_input=t)
-        return g, None, None, None, None, None, None
+        return _fq_int_grad(ctx, grad), None, None, None, None, None, None
+
+
+class _ObserveFakeQuantInt(torch.autograd.Function):
+    """A :class:`FakeQuantize`'s observer and :class:`_FakeQuantInt` in one autograd call: inside
+    ``forward`` grad mode is off, so the observer reads ``x`` itself (no ``detach``)."""
+
+    @staticmethod
+    def forward(ctx, x, fq):  # type: ignore[override]
+        return fq._observe_and_fake_quant(ctx, x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return _fq_int_grad(ctx, grad), None
 
 
 class _FakeQuantFloat(torch.autograd.Function):
@@ -168,6 +186,7 @@ class _FakeQuantFloat(torch.autograd.Function):
 # ``Function.apply`` re-inspects the class and unwraps functorch wrappers in Python on every call; the
 # hot path calls the C implementation directly unless functorch transforms or dynamo are active.
 _C_APPLY_INT = super(torch.autograd.Function, _FakeQuantInt).apply
+_C_APPLY_OBSERVE_INT = super(torch.autograd.Function, _ObserveFakeQuantInt).apply
 _functorch_active = torch._C._are_functorch_transforms_active
 _is_compiling = torch.compiler.is_compiling
 
@@ -447,6 +466,9 @@ class FakeQuantize(nn.Module):
         if self._fast and self._fq_on and x.dtype == torch.float32:
             # the common case inline (integer, per-tensor or per-channel, stored qparams): each Python
             # frame and tensor op here is paid by every fake-quant on every step
+            traced = _is_compiling() or _functorch_active()
+            if self._obs_on and not self._frozen_range and not traced:
+                return _C_APPLY_OBSERVE_INT(x, self)
             b = self._buffers
             if self._obs_on and not self._frozen_range:
                 self._observe_int(x.detach(), b)
@@ -455,7 +477,7 @@ class FakeQuantize(nn.Module):
             else:
                 scale, inv = b["scale"], b["_inv_scale"]
                 offset = b[self._offset_name] if self._offset_name is not None else None
-            apply = _FakeQuantInt.apply if _is_compiling() or _functorch_active() else _C_APPLY_INT
+            apply = _FakeQuantInt.apply if traced else _C_APPLY_INT
             kind = self._int_kind
             if kind == "sym":
                 zp = b["_zp_t"] if self._zp_const else None
@@ -557,6 +579,22 @@ class FakeQuantize(nn.Module):
         else:
             mn, mx = torch.aminmax(x)
         return torch.stack((torch.neg(mn), mx), out=out).clamp_(0)
+
+    def _observe_and_fake_quant(self, ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """Forward of :class:`_ObserveFakeQuantInt`: the inline case of :meth:`forward` with its observer on."""
+        b = self._buffers
+        self._observe_int(x, b)
+        if self._bshape:
+            scale, inv, offset = self._qviews()
+        else:
+            scale, inv = b["scale"], b["_inv_scale"]
+            offset = b[self._offset_name] if self._offset_name is not None else None
+        kind = self._int_kind
+        if kind == "sym":
+            return _fq_int(ctx, x, scale, inv, b["_zp_t"] if self._zp_const else None, None, self.quant_min, self.quant_max)
+        if kind == "asym":
+            return _fq_int(ctx, x, scale, inv, offset, None, self.quant_min, self.quant_max)
+        return _fq_int(ctx, x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
 
     def _observe_int(self, x: torch.Tensor, b: dict) -> None:
         """:meth:`_observe` of a detached float32 tensor for integer, not per-block specs without a
