@@ -221,6 +221,11 @@ def test_invalid_regexes_rejected() -> None:
         ModuleQuantizerConfig(op_name_config={"[": None})
     with pytest.raises(ValueError, match="invalid module_name_configs regex"):
         QuantizerConfig().set_module_name("(", None)
+    # patterns `re` rejects with OverflowError / RecursionError instead of re.error
+    with pytest.raises(ValueError, match="repetition number is too large"):
+        QuantizerConfig().set_module_name("a{99999999999}", None)
+    with pytest.raises(ValueError, match="invalid op_name_config regex `\\(\\(\\(.*\\.\\.\\.`: maximum recursion"):
+        ModuleQuantizerConfig(op_name_config={"(" * 3000 + ")" * 3000: None})
 
 
 def test_pt2e_is_a_deprecated_alias_of_graph() -> None:

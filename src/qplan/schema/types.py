@@ -346,6 +346,12 @@ def _check_regex(pattern: str, what: str) -> None:
         re.compile(pattern)
     except re.error as e:
         raise ValueError(f"invalid {what} regex `{pattern}`: {e}") from None
+    except (OverflowError, RecursionError) as e:  # `a{99999999999}`, thousands of nested groups
+        raise ValueError(f"invalid {what} regex `{_clip(pattern)}`: {e}") from None
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ModuleQuantizerConfig(OpQuantizerConfig, omit_defaults=True, **_STRUCT):
