@@ -94,6 +94,8 @@ CROSS_FIELD = [
     (dict(float_range=[0.5, 1.0]), "float_range min (0.5) must be <= 0"),
     (dict(float_range=[-2.0, -1.0]), "float_range max (-1.0) must be >= 0"),
     (dict(float_range=[0.0, 0.0]), "float_range min (0.0) must be < max (0.0)"),
+    (dict(float_range=[float("-inf"), 1.0]), "float_range min (-inf) must be finite; use null for a learned bound"),
+    (dict(float_range=[None, float("nan")]), "float_range max (nan) must be finite; use null for a learned bound"),
 ]
 
 

@@ -9,6 +9,7 @@ one, and the loader reports all of them with file positions.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -214,6 +215,10 @@ def check_spec(s: QuantizationSpec) -> Iterator[tuple[str, str]]:
         yield "float_range", f"float_range needs exactly 2 entries, got {len(s.float_range)}"
         return
     lo, hi = s.float_range
+    for name, bound in (("min", lo), ("max", hi)):
+        if isinstance(bound, float) and not math.isfinite(bound):
+            # JSON (and so the plan) has no inf or nan: it would be written as null, "learned"
+            yield "float_range", f"float_range {name} ({bound}) must be finite; use null for a learned bound"
     if lo is not None and lo > 0:
         yield "float_range", f"float_range min ({lo}) must be <= 0"
     if hi is not None and hi < 0:
