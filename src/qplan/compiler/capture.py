@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -452,6 +452,18 @@ class EagerOpNamer(TorchFunctionMode):
         """Record that tensor `t` holds the value at address `source`."""
         if isinstance(t, torch.Tensor):
             self._sources[id(t)] = (t, source)
+
+    def parameter_fqns(self) -> dict[int, str]:
+        """``id(tensor) -> canonical fqn`` of the parameters and buffers the namer recognises (a copy)."""
+        return dict(self._builder.param_fqn)
+
+    def rebind_parameters(self, pairs: Iterable[tuple[torch.Tensor, str]]) -> None:
+        """Recognise exactly these tensors as the parameters/buffers of these fqns (the first fqn of a
+        tensor wins): for a model whose modules now hold other tensor objects (``.to()``, export)."""
+        table = self._builder.param_fqn
+        table.clear()
+        for t, fqn in pairs:
+            table.setdefault(id(t), fqn)
 
     @property
     def module(self) -> str:

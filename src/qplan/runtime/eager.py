@@ -88,7 +88,7 @@ class Interceptor(EagerOpNamer):
         self.out_subs: tuple[tuple[int, int], ...] = ()  # (model output j, side entry)
         # (table, attribute, canonical fqn) of every model parameter/buffer the namer knows; the
         # fake-quants' own buffers are not tracked (no op of the model reads them)
-        fqn_of = dict(self._builder.param_fqn)
+        fqn_of = self.parameter_fqns()
         skip = {id(m) for m in getattr(model, FAKE_QUANTS).modules()} if hasattr(model, FAKE_QUANTS) else set()
         self._slots = [
             (table, attr, fqn_of[id(t)])
@@ -114,12 +114,12 @@ class Interceptor(EagerOpNamer):
                     break
             else:
                 return
-        table_ids = self._builder.param_fqn
-        table_ids.clear()
+        pairs = []
         for k, (table, attr, fqn) in enumerate(self._slots):
             t = held[k] = table.get(attr)
             if t is not None:
-                table_ids.setdefault(id(t), fqn)
+                pairs.append((t, fqn))
+        self.rebind_parameters(pairs)
 
     # ---------------------------------------------------------------- lighter namer bookkeeping
     # The capture's namer also records an inventory (Op records, module boundaries) on every
