@@ -125,16 +125,20 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
     rounds = warmup + max(repeat, coreai_repeat)
     for k in range(rounds):
         keep = k >= warmup
+
+        def add(key: str, w: float, c: float) -> None:
+            if keep:
+                s[key].add(w, c)
         _, w, c = run(tools.export)
-        keep and s["export"].add(w, c)
+        add("export", w, c)
         gm, w, c = run(tools.ao_export)
-        keep and s["ao_export"].add(w, c)
+        add("ao_export", w, c)
         _, w, c = run(tools.ao_prepare, gm)
-        keep and s["ao_prepare"].add(w, c)
+        add("ao_prepare", w, c)
         del gm
         if k < warmup + repeat:
             cap, w, c = run(tools.qplan_capture)
-            keep and s["capture"].add(w, c)
+            add("capture", w, c)
             _collect()
             comp, plan = measure(lambda: tools.qplan_compile(cap.inventory), repeat=compile_repeat, warmup=1)
             if keep:  # the median of this round's compiles stands for the round
@@ -142,13 +146,13 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
             r["ops"], r["fq"] = len(cap.inventory.ops), len(plan.quantizers)
             del cap
             _, w, c = run(tools.qplan_graph)
-            keep and s["graph"].add(w, c)
+            add("graph", w, c)
             _, w, c = run(tools.qplan_eager)
-            keep and s["eager"].add(w, c)
+            add("eager", w, c)
         if k < warmup + coreai_repeat:
             for mode in ("graph", "eager"):
                 pm, w, c = run(tools.coreai(mode))
-                keep and s[f"coreai_{mode}"].add(w, c)
+                add(f"coreai_{mode}", w, c)
                 del pm
         print(f"  {name}: round {k + 1}/{rounds} done (load {load_average()})", file=sys.stderr, flush=True)
     r.update(s)
