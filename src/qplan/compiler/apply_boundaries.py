@@ -17,7 +17,7 @@ so a nested module's boundary overrides its ancestor's on the reads inside it.
 from __future__ import annotations
 
 from qplan.compiler.plan import Decision
-from qplan.compiler.state import Opinion, Read, State, concrete_spec, describe_spec
+from qplan.compiler.state import Opinion, Read, State, concrete_spec, describe_spec, lookup_tensor_spec
 
 __all__ = ["apply_boundaries"]
 
@@ -36,17 +36,17 @@ def apply_boundaries(state: State) -> State:
         for field, slot, values, inside in (("module_input_spec", "in", m.inputs, True),
                                             ("module_output_spec", "out", m.outputs, False)):
             for i, src in enumerate(values):
-                found = _lookup(getattr(cfg, field), str(i))
+                found = lookup_tensor_spec(getattr(cfg, field), (str(i),))
                 if found is None or src is None:
                     continue
-                key, spec = found
+                key, spec, _ = found
                 r = state.root.get(src, src)
                 readers = [x for x, mod in state.readers_of_root.get(r, ())
                            if (mod is not None and _inside(mod, m.path)) == inside]
                 op = Opinion(spec=concrete_spec(spec, "activation"), parts=(*parts, field, key), module=m.path)
                 _override(state, f"{m.path}:{slot}{i}", r, readers, op)
         for name, fqn in m.states.items():
-            found = _lookup(cfg.module_state_spec, name)
+            found = lookup_tensor_spec(cfg.module_state_spec, (name,))
             if found is None or not state.is_float(fqn):
                 continue
             key, spec = found[0], concrete_spec(found[1], "state")
@@ -59,14 +59,6 @@ def apply_boundaries(state: State) -> State:
                 )
             )
     return state
-
-
-def _lookup(specs: dict, key: str):
-    if key in specs:
-        return key, specs[key]
-    if "*" in specs:
-        return "*", specs["*"]
-    return None
 
 
 def _inside(module: str, path: str) -> bool:

@@ -30,8 +30,10 @@ import re
 from dataclasses import dataclass, field
 
 from qplan.compiler import _optable
-from qplan.compiler.state import FLOAT_DTYPES, concrete_spec, ModuleChoice, Opinion, OpRule, Parts, Rule, State
-from qplan.schema.types import OpQuantizerConfig, QuantizationSpec
+from qplan.compiler.state import (
+    FLOAT_DTYPES, ModuleChoice, Opinion, OpRule, Parts, Rule, State, concrete_spec, lookup_tensor_spec,
+)
+from qplan.schema.types import OpQuantizerConfig
 from qplan.suggest import did_you_mean
 
 __all__ = ["resolve_ops"]
@@ -155,16 +157,6 @@ def _compile(mrule: Rule) -> _RuleTable:
     return _RuleTable(names=names, types=types, type_keys=type_keys)
 
 
-def _lookup(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
-    """(key, value, star_beaten) for the first explicit key present, else `"*"`, else None."""
-    for k in keys:
-        if k is not None and k in specs:
-            return k, specs[k], "*" in specs
-    if "*" in specs:
-        return "*", specs["*"], False
-    return None
-
-
 def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     cfg = orule.config
     if cfg is None:  # a null op config declines every tensor of the op
@@ -205,7 +197,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
 
 def _opinion(cfg, orule: OpRule, defaulted, module: str, fieldname: str, keys) -> Opinion | None:
     """The opinion of the op config `cfg` on one tensor (explicit key > "*" > None)."""
-    found = _lookup(getattr(cfg, fieldname), keys)
+    found = lookup_tensor_spec(getattr(cfg, fieldname), keys)
     if found is None:
         return None
     key, spec, star_beaten = found

@@ -38,7 +38,10 @@ from qplan.schema.types import (
     QuantizerConfig,
 )
 
-__all__ = ["Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec", "concrete_spec"]
+__all__ = [
+    "Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec", "concrete_spec",
+    "lookup_tensor_spec",
+]
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64"})
 """Tensor dtypes that can be fake-quantized; integer tensors (indices, masks) never are."""
@@ -249,6 +252,17 @@ class State:
         """Whether the value at `address` is a known floating-point tensor (only those are quantized)."""
         info = self.tensor.get(address)
         return info is not None and info[1] in FLOAT_DTYPES
+
+
+def lookup_tensor_spec(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
+    """A tensor dict lookup (SPEC §2.4 step 3): ``(key, spec, star_beaten)`` for the first of `keys`
+    present, else for `"*"`, else None (no opinion). `star_beaten`: an explicit key beat a `"*"`."""
+    for k in keys:
+        if k is not None and k in specs:
+            return k, specs[k], "*" in specs
+    if "*" in specs:
+        return "*", specs["*"], False
+    return None
 
 
 _CALC = {"activation": "moving_average", "state": "static"}
