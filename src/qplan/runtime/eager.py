@@ -86,6 +86,7 @@ class Interceptor(EagerOpNamer):
         self.side: dict[int, tuple[torch.Tensor, dict[int, torch.Tensor]]] = {}
         self.in_actions: tuple[tuple[int, nn.Module, int], ...] = ()  # (model input i, fake-quant, side)
         self.out_subs: tuple[tuple[int, int], ...] = ()  # (model output j, side entry)
+        self._names: dict[tuple[str, str, int], tuple[str, str]] = {}  # (module, op type, k) -> names
         # (table, attribute, canonical fqn) of every model parameter/buffer the namer knows; the
         # fake-quants' own buffers are not tracked (no op of the model reads them)
         fqn_of = self.parameter_fqns()
@@ -174,13 +175,18 @@ class Interceptor(EagerOpNamer):
                 kwargs = {}
             if has_tracked_float(self.source_of, args, kwargs):
                 module = self._stack[-1] if self._stack else ""
-                name = self._builder.peek_name(module, op_type)
+                key = (module, op_type, self._builder.counters.get((module, op_type), 0))
+                names = self._names.get(key)
+                if names is None:  # the name and its first output's address, formatted once
+                    name = self._builder.peek_name(module, op_type)
+                    names = self._names[key] = (name, f"{name}:out0")
+                name = names[0]
                 act = self.actions.get(name)
                 if act is None:
                     out = func(*args, **kwargs)
                     if name not in self.known and name not in self.reported and _is_float_result(out):
                         self._report(name)
-                    self._finish_named(module, op_type, name, out)
+                    self._finish_named(module, op_type, names, out)
                     return out
                 if not (act.subs and self.side):
                     if act.states:
@@ -188,16 +194,17 @@ class Interceptor(EagerOpNamer):
                     out = func(*args, **kwargs)
                     if act.outs:
                         out = self._outputs(out, act.outs)
-                    self._finish_named(module, op_type, name, out)
+                    self._finish_named(module, op_type, names, out)
                     return out
         return super().__torch_function__(func, types, args, kwargs)
 
-    def _finish_named(self, module: str, op_type: str, name: str, out: Any) -> None:
+    def _finish_named(self, module: str, op_type: str, names: tuple[str, str], out: Any) -> None:
         """The sources a named call's outputs get (as :meth:`_finish` gives them)."""
         if isinstance(out, torch.Tensor):
             self._builder.commit_name(module, op_type)
-            self.set_source(out, f"{name}:out0" if out.is_floating_point() else None)
+            self.set_source(out, names[1] if out.is_floating_point() else None)
             return
+        name = names[0]
         leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         if not leaves:
             return
