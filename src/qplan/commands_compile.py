@@ -96,6 +96,13 @@ def _console(stream: TextIO, width: int | None = None):
                    highlight=False)
 
 
+def _located(d: Any, name: str, path: str) -> Any:
+    """`d` with a span in the config named `name` (as the plan names it) moved to `path`."""
+    if d.span is None or d.span.file != name or name == path:
+        return d
+    return msgspec.structs.replace(d, span=msgspec.structs.replace(d.span, file=path))
+
+
 # -- qplan compile-plan -----------------------------------------------------------------------
 def render_plan_summary(plan: Any, stream: TextIO) -> None:
     """Counts by dtype and role, a table of the fake-quants, then the diagnostics."""
@@ -150,8 +157,8 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
         sys.stdout.write(data.decode())
     elif fmt == "table":
         render_plan_summary(plan, sys.stdout)
-        if plan.diagnostics:
-            emit_diagnostics(plan.diagnostics, None, sys.stdout)
+        if plan.diagnostics:  # shown under the config path as given, so `full` can quote its lines
+            emit_diagnostics([_located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
         print(f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
               + (f"; plan written to {args.output}" if args.output else ""))
     return EXIT_FAIL if any(d.level == "error" for d in plan.diagnostics) else EXIT_OK

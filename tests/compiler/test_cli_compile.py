@@ -46,6 +46,13 @@ def test_plan_holds_no_absolute_path(configs, capsys):
     plan = load_plan(configs / "p.json")
     sources = {q.provenance.source for q in plan.quantizers if q.provenance.source}
     assert sources and all(s.startswith("b.yaml:") for s in sources)
+    # diagnostics too: their spans name the config as the plan does
+    assert main(["compile-plan", str(configs / "typo.yaml"), "--model", "qplan.models:mlp", "-o", "t.json"]) == 0
+    out = capsys.readouterr().out
+    assert f"{configs / 'typo.yaml'}:3:5" in out  # shown under the path as given
+    text = (configs / "t.json").read_text()
+    assert str(configs) not in text
+    assert [d.span.file for d in load_plan(configs / "t.json").diagnostics] == ["typo.yaml"]
 
 
 def test_compile_plan_never_overwrites_the_config(configs, capsys):

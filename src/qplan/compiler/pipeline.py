@@ -40,7 +40,7 @@ from qplan.compiler.resolve_ops import resolve_ops
 from qplan.compiler.share_qparams import share_qparams
 from qplan.compiler.share_weights import share_weights
 from qplan.compiler.state import State
-from qplan.diagnostics import CompileError, sort_key
+from qplan.diagnostics import CompileError, Diagnostic, sort_key
 from qplan.schema.types import ExecutionMode, QuantizerConfig
 
 __all__ = ["PASSES", "Pass", "run_passes", "compile_inventory", "compile_plan", "config_source"]
@@ -124,8 +124,16 @@ def compile_inventory(
         specs=state.specs,
         quantizers=tuple(state.quantizers),
         decisions=tuple(state.decisions),
-        diagnostics=tuple(diagnostics),
+        diagnostics=tuple(_named_as(d, name) for d in diagnostics),
     )
+
+
+def _named_as(d: Diagnostic, name: str) -> Diagnostic:
+    """`d` with its span naming the config as the plan does (a config loaded by absolute path
+    has its spans under that path; plans hold no absolute paths)."""
+    if d.span is None or d.span.file == name or _relative_name(d.span.file) != name:
+        return d
+    return msgspec.structs.replace(d, span=msgspec.structs.replace(d.span, file=name))
 
 
 def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None, *, strict: bool = False) -> Plan:
