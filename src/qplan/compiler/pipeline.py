@@ -17,10 +17,11 @@ Each pass is a plain function ``State -> State`` in its own module; order matter
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -62,14 +63,22 @@ PASSES: tuple[Pass, ...] = (
 )
 
 
-def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable[[State], None] | None = None) -> State:
-    """Run `passes` in order, calling `check` (e.g. ``State.lint``) after each one.
-
-    The cyclic GC is paused meanwhile: the passes allocate many small acyclic records, and full
-    collections over them would make compile time superlinear."""
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: compiling allocates many small acyclic records, and full collections
+    over them (with a large model alive in the process) would make compile time superlinear."""
     enabled = gc.isenabled()
     gc.disable()
     try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable[[State], None] | None = None) -> State:
+    """Run `passes` in order, calling `check` (e.g. ``State.lint``) after each one."""
+    with gc_paused():
         for p in passes:
             state = p(state)
             if check is not None:
@@ -77,9 +86,6 @@ def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable
                     check(state)
                 except AssertionError as e:
                     raise AssertionError(f"after pass `{p.__name__}`: {e}") from e
-    finally:
-        if enabled:
-            gc.enable()
     return state
 
 
@@ -111,21 +117,22 @@ def compile_inventory(
     `check` runs after every pass (tests pass ``State.lint``).
     """
     cfg, name, sha, spans = config_source(config)
-    state = State(inventory=inventory, config=cfg, source_name=name, sha256=sha, spans=spans, strict=strict)
-    state = run_passes(state, check=check)
-    diagnostics = strictify(state.diagnostics) if strict else list(state.diagnostics)
-    diagnostics.sort(key=sort_key)
-    if any(d.level == "error" for d in diagnostics):
-        raise CompileError(diagnostics)
-    return Plan(
-        mode=inventory.mode,
-        model=ModelInfo(class_name=inventory.model_class, fingerprint=inventory.fingerprint()),
-        config=ConfigInfo(source=name, sha256=sha),
-        specs=state.specs,
-        quantizers=tuple(state.quantizers),
-        decisions=tuple(state.decisions),
-        diagnostics=tuple(_named_as(d, name) for d in diagnostics),
-    )
+    with gc_paused():
+        state = State(inventory=inventory, config=cfg, source_name=name, sha256=sha, spans=spans, strict=strict)
+        state = run_passes(state, check=check)
+        diagnostics = strictify(state.diagnostics) if strict else list(state.diagnostics)
+        diagnostics.sort(key=sort_key)
+        if any(d.level == "error" for d in diagnostics):
+            raise CompileError(diagnostics)
+        return Plan(
+            mode=inventory.mode,
+            model=ModelInfo(class_name=inventory.model_class, fingerprint=inventory.fingerprint()),
+            config=ConfigInfo(source=name, sha256=sha),
+            specs=state.specs,
+            quantizers=tuple(state.quantizers),
+            decisions=tuple(state.decisions),
+            diagnostics=tuple(_named_as(d, name) for d in diagnostics),
+        )
 
 
 def _named_as(d: Diagnostic, name: str) -> Diagnostic:
