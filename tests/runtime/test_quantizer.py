@@ -164,6 +164,45 @@ def test_graph_weight_fake_quants_run_next_to_their_layer() -> None:
         torch.testing.assert_close(v.grad, grads[k], rtol=0, atol=0)
 
 
+class _Child(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+class _DirectForward(nn.Module):
+    """Calls one child through ``.forward()`` (no module boundary for the capture) and one normally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = _Child()
+        self.b = _Child()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a.forward(x))
+
+
+def test_eager_module_boundaries_match_the_capture() -> None:
+    """Eager mode tracks module boundaries where the capture does: a child entered through
+    ``.forward()`` directly is not a boundary, one entered through ``__call__`` is."""
+    torch.manual_seed(0)
+    model, args = _DirectForward().train(), (torch.randn(4, 6),)
+    q = Quantizer(model, QuantizerConfig().set_execution_mode("eager"))
+    p = q.prepare(args)
+    addresses = {e.address for e in q.plan.quantizers}
+    # `a`'s own relu runs in the root's scope (its fc is still a boundary); `b`'s relu in `b`'s
+    assert any(a.startswith("relu") for a in addresses) and any(a.startswith("b.relu") for a in addresses)
+    assert not any(a.startswith("a.relu") for a in addresses)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QplanUnknownOpWarning)
+        for _ in range(2):  # the second forward runs with the observers' state from the first
+            p(*args).sum().backward()
+    assert p.a.forward(args[0]).shape == (4, 6)  # outside a forward: the plain child
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_fingerprint_mismatch_names_the_op(mode: str) -> None:
     model, args = models.mlp(n_layers=4)

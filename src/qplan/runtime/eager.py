@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
+import threading
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +47,71 @@ __all__ = ["Interceptor", "QplanUnknownOpWarning", "attach", "build_interceptor"
 FAKE_QUANTS = "qplan_fake_quants"  # name of the ModuleDict holding the fake-quants
 _PASS_THROUGH = frozenset(t for t, info in OP_TABLE.items() if info.cls == "pass_through")
 _UNLISTED = frozenset(t for t, info in OP_TABLE.items() if info.cls in ("pass_through", "ignore"))
+
+
+# Module boundaries without global hooks: every submodule's ``forward`` is wrapped once at prepare
+# and pushes its path while an interceptor runs, but only when it is entered from nn.Module's call
+# machinery (where the hooks the capture uses fire), never for a direct ``.forward()`` call.
+# Global hooks would put every module call on nn.Module's slow path. Torch builds whose call
+# machinery is not recognised, and traced runs (export, dynamo), keep the hooks.
+def _module_call_codes() -> frozenset:
+    impl = getattr(nn.Module, "_call_impl", None)
+    code = getattr(impl, "__code__", None)
+    if code is None:
+        return frozenset()
+    inner = [c for c in code.co_consts if isinstance(c, types.CodeType) and c.co_name == "inner"]
+    return frozenset([code, *inner]) if len(inner) == 1 else frozenset()
+
+
+_CALL_CODES = _module_call_codes()
+_LOCAL = threading.local()  # .running: this thread's interceptors whose forward runs (innermost last)
+
+
+def _running() -> list[Interceptor]:
+    running = getattr(_LOCAL, "running", None)
+    if running is None:
+        running = _LOCAL.running = []
+    return running
+
+_INNER_FORWARD = "_qplan_inner_forward"  # an instance-level forward the wrapper replaced
+
+
+def _tracked_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    inner = self.__dict__.get(_INNER_FORWARD)
+    fwd = inner if inner is not None else type(self).forward.__get__(self)
+    running = getattr(_LOCAL, "running", None)
+    if not running or sys._getframe(1).f_code not in _CALL_CODES:
+        return fwd(*args, **kwargs)
+    for ic in reversed(running):
+        path = ic._builder.module_path.get(id(self))
+        if path is not None:
+            break
+    else:
+        return fwd(*args, **kwargs)
+    stack = ic._stack
+    stack.append(path)
+    try:
+        return fwd(*args, **kwargs)
+    finally:
+        if stack and stack[-1] == path:
+            stack.pop()
+
+
+def _track_modules(model: nn.Module) -> bool:
+    """Wrap the forward of every submodule of ``model`` but the fake-quants; False when this torch's
+    module call machinery is not recognised (the interceptor then uses global hooks)."""
+    if not _CALL_CODES:
+        return False
+    skip = {id(m) for m in getattr(model, FAKE_QUANTS).modules()}
+    for mod in model.modules():
+        if mod is model or id(mod) in skip or mod.__dict__.get("_qplan_tracked_forward"):
+            continue
+        own = mod.__dict__.get("forward")
+        if own is not None:
+            object.__setattr__(mod, _INNER_FORWARD, own)
+        object.__setattr__(mod, "forward", types.MethodType(_tracked_forward, mod))
+        object.__setattr__(mod, "_qplan_tracked_forward", True)
+    return True
 
 
 class QplanUnknownOpWarning(UserWarning):
@@ -127,21 +194,28 @@ class Interceptor(EagerOpNamer):
     # forward; the runtime needs only names and sources, so these two methods skip the records.
     @contextlib.contextmanager
     def session(self, args: Any) -> Iterator[Interceptor]:
-        """One forward: fresh counters and sources, global module hooks (two registrations instead
-        of two per module), this mode on."""
+        """One forward: fresh counters and sources, module boundaries tracked (by the wrapped
+        forwards, else two global hooks), this mode on."""
         self._builder.counters.clear()
         self._sources.clear()
         self._stack.clear()
         for i, t in enumerate(t for t in pytree.tree_leaves(tuple(args)) if isinstance(t, torch.Tensor)):
             self.set_source(t, f":in{i}")
-        pre = register_module_forward_pre_hook(self._pre_hook)
-        post = register_module_forward_hook(self._post_hook, always_call=True)
+        tracked = self.root.__dict__.get("_qplan_modules_tracked", False) and not torch.compiler.is_compiling()
+        if tracked:
+            _running().append(self)
+        else:
+            pre = register_module_forward_pre_hook(self._pre_hook)
+            post = register_module_forward_hook(self._post_hook, always_call=True)
         try:
             with self:
                 yield self
         finally:
-            pre.remove()
-            post.remove()
+            if tracked:
+                _running().remove(self)
+            else:
+                pre.remove()
+                post.remove()
             self._stack.clear()
             self._sources.clear()
 
@@ -431,6 +505,7 @@ def attach(
     model.add_module(FAKE_QUANTS, holder)
     object.__setattr__(model, "_qplan_placements", (placements, inv))
     model.forward = types.MethodType(_forward, model)
+    object.__setattr__(model, "_qplan_modules_tracked", _track_modules(model))
     _rebuild(model)
     return model
 
