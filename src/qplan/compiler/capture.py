@@ -807,6 +807,16 @@ def _is_getitem(node: torch.fx.Node) -> bool:
 
 
 def _capture_graph(model: nn.Module, args: tuple) -> Capture:
+    """Graph capture with the cyclic GC paused: export and the walk allocate many objects, and each
+    full collection over them and the model (~0.3 s at 1024 layers) would land in the middle; the
+    cyclic garbage export leaves meanwhile is a few MB, collected once the GC is back on."""
+    from qplan.compiler.pipeline import gc_paused
+
+    with gc_paused():
+        return _export_and_walk(model, args)
+
+
+def _export_and_walk(model: nn.Module, args: tuple) -> Capture:
     builder = _Builder(model)
     tagger = _BoundaryTagger(builder)
     try:
