@@ -662,6 +662,12 @@ def _flat_nodes(x: Any) -> Iterator[Any]:
         yield x
 
 
+from torch.fx.experimental.proxy_tensor import (  # noqa: E402 - graph mode only; loaded by `import torch`
+    get_proxy_mode as _get_proxy_mode,
+    get_proxy_slot as _get_proxy_slot,
+)
+
+
 class _BoundaryTagger:
     """Forward (pre-)hooks active during export: tag the trace-time fx nodes of module boundaries."""
 
@@ -674,20 +680,17 @@ class _BoundaryTagger:
         self.handles: list[Any] = []
 
     def _tag(self, values: Any, path: str, kind: str) -> int:
-        from torch.fx.experimental.proxy_tensor import get_proxy_mode, get_proxy_slot
-
-        mode = get_proxy_mode()
-        n = 0
-        for i, t in enumerate(t for t in pytree.tree_leaves(values) if isinstance(t, torch.Tensor)):
-            n += 1
-            if mode is None:
-                continue
+        mode = _get_proxy_mode()
+        tensors = _tensors(values)
+        if mode is None:
+            return len(tensors)
+        for i, t in enumerate(tensors):
             try:
-                node = get_proxy_slot(t, mode.tracer).proxy.node
+                node = _get_proxy_slot(t, mode.tracer).proxy.node
             except Exception:  # not traced (constant): the source stays None
                 continue
             node.meta.setdefault(self.KEY, []).append((path, kind, i))
-        return n
+        return len(tensors)
 
     def pre(self, path: str, args: tuple) -> None:
         if path in self.seen:
