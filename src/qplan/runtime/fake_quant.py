@@ -609,19 +609,7 @@ class FakeQuantize(nn.Module):
         else:
             mn, mx = torch.aminmax(x)
         cur = torch.stack((torch.neg(mn), mx), out=bounds if replace else None).clamp_(0)
-        if not self.is_weight and self.training and _world_size() > 1:
-            _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
-        if replace:
-            if not observed:
-                self._set_observed()
-        elif self._ema:
-            bounds.lerp_(cur, EMA_CONSTANT)
-        else:  # global_minmax
-            torch.maximum(bounds, cur, out=bounds)
-        if self._fixed_lo is not None:
-            bounds[0].fill_(max(-self._fixed_lo, 0.0))
-        if self._fixed_hi is not None:
-            bounds[1].fill_(max(self._fixed_hi, 0.0))
+        self._merge_range(bounds, cur, replace)
         if self._int_kind == "sym":
             amax = torch.amax(bounds, dim=0) if rd else torch.max(bounds)
             scale = torch.div(amax, b["_divisor"], out=b["scale"]).clamp_(_INT_EPS)
@@ -638,6 +626,12 @@ class FakeQuantize(nn.Module):
         bounds = self._buffers["bounds"]
         replace = self._replace_always or not self._observed
         cur = self._range_of(x, out=bounds if replace else None)
+        self._merge_range(bounds, cur, replace)
+        self._compute_qparams(bounds, out=True)
+
+    def _merge_range(self, bounds: torch.Tensor, cur: torch.Tensor, replace: bool) -> None:
+        """Fold this call's range ``cur`` into ``bounds`` (already written there when `replace`):
+        reduce across DDP ranks, then EMA or running min/max, then the fixed `float_range` bounds."""
         if not self.is_weight and self.training and _world_size() > 1:
             _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
         if replace:
@@ -651,7 +645,6 @@ class FakeQuantize(nn.Module):
             bounds[0].fill_(max(-self._fixed_lo, 0.0))
         if self._fixed_hi is not None:
             bounds[1].fill_(max(self._fixed_hi, 0.0))
-        self._compute_qparams(bounds, out=True)
 
     def _compute_qparams(self, bounds: torch.Tensor, out: bool = False):  # type: ignore[no-untyped-def]
         """``(scale, 1/scale, zero_point | minval | None)`` from ``bounds``; with ``out`` into the buffers."""
