@@ -582,6 +582,18 @@ class EagerOpNamer(TorchFunctionMode):
             self._internal -= 1
         return out
 
+    def name_outputs(self, call: OpCall, leaves: list[torch.Tensor]) -> bool:
+        """Commit `call`'s name and track its output tensors as ``<name>:out<j>``; False (and the
+        outputs untracked) when none of them is a float tensor."""
+        self._builder.commit_name(call.module, call.op_type)
+        if not any(t.is_floating_point() for t in leaves):
+            for t in leaves:
+                self.set_source(t, None)
+            return False
+        for j, t in enumerate(leaves):
+            self.set_source(t, f"{call.name}:out{j}")
+        return True
+
     def _finish(self, call: OpCall, out: Any) -> None:
         leaves = _tensors(out)
         info = OP_TABLE.get(call.op_type)
@@ -598,14 +610,7 @@ class EagerOpNamer(TorchFunctionMode):
             return
         if not leaves:
             return
-        self._builder.commit_name(call.module, call.op_type)
-        if not any(t.is_floating_point() for t in leaves):
-            for t in leaves:
-                self.set_source(t, None)
-            return
-        for j, t in enumerate(leaves):
-            self.set_source(t, f"{call.name}:out{j}")
-        if not self.record:
+        if not self.name_outputs(call, leaves) or not self.record:
             return
         outputs = [_ref(f"{call.name}:out{j}", t) for j, t in enumerate(leaves)]
         self._builder.ops.append(

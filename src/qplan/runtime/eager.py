@@ -229,14 +229,7 @@ class Interceptor(EagerOpNamer):
             leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
             if not leaves:
                 return
-        self._builder.commit_name(call.module, call.op_type)
-        if not any(t.is_floating_point() for t in leaves):
-            for t in leaves:
-                self.set_source(t, None)
-            return
-        name = call.name
-        for j, t in enumerate(leaves):
-            self.set_source(t, f"{name}:out{j}")
+        self.name_outputs(call, leaves)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         """Named calls that need no side value are named and run here without the namer's
