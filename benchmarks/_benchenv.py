@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -136,3 +137,13 @@ def fmt_ms(s: Sample) -> str:
 def silence_stderr_fd() -> contextlib.AbstractContextManager:
     """Redirect Python-level stderr (not the fd) while importing noisy libraries."""
     return contextlib.redirect_stderr(io.StringIO())
+
+
+def write_report(text: str, output: str | os.PathLike | None) -> None:
+    """Print a results document, and write it to `output` (parents created) when given."""
+    if output is not None:
+        path = os.fspath(output)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    sys.stdout.write(text)

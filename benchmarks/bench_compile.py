@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from _benchenv import Sample, environment, fmt_s, load_average, measure, quiet, timed
+from _benchenv import Sample, environment, fmt_s, load_average, measure, quiet, timed, write_report
 
 TARGET_RATIO = 0.10  # compiler / capture
 TARGET_GRAPH = 4.0  # coreai warm graph prepare / qplan graph compile-plan (N = 1024)
@@ -281,10 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench_model(tools, "transformer", models.transformer, None, args.repeat, args.coreai_repeat,
                                 max(args.warmup, 1), args.compile_repeat))
     text = report(rows, args, tools, command, load_average())
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    sys.stdout.write(text)
+    write_report(text, args.output)
     return 0
 
 

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from _benchenv import Sample, environment, load_average, quiet
+from _benchenv import Sample, environment, load_average, quiet, write_report
 
 TOOLS = ("float", "qplan-graph", "qplan-eager", "coreai-graph", "coreai-eager", "torchao")
 # experiment, not run by default: qplan graph with each weight fake-quant moved next to its reader
@@ -263,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench_model(name, factory, tools, args.rounds, args.steps, args.warmup))
         gc.collect()
     text = report(rows, tools, args, command)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    sys.stdout.write(text)
+    write_report(text, args.output)
     return 0
 
 
