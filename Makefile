@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine with only python3:
 #   make demo   - train, compile, calibrate, QAT and export on the bundled digits example
 #   make test   - the whole test suite (installs the yaml-language-server for the editor tests)
+# For contributors: make lint (ruff, mypy, import-linter contracts; .ci/run calls it before the tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.qplan-installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 venv: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -23,6 +24,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 demo: $(STAMP)
 	$(BIN)/qplan demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q

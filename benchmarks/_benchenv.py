@@ -57,7 +57,9 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return out, time.perf_counter() - w, time.process_time() - c
 
 
-def measure(fn: Callable[[], Any], repeat: int, warmup: int = 0, setup: Callable[[], Any] | None = None) -> tuple[Sample, Any]:
+def measure(
+    fn: Callable[[], Any], repeat: int, warmup: int = 0, setup: Callable[[], Any] | None = None
+) -> tuple[Sample, Any]:
     """Call `fn` (or ``fn(setup())`` when `setup` is given, setup untimed) `warmup` + `repeat` times."""
     s, out = Sample(), None
     for k in range(warmup + repeat):
@@ -114,7 +116,7 @@ def environment(threads: int) -> list[str]:
     """Markdown bullet lines describing the machine and the software versions."""
     import torch
 
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return [
         f"- date: {now}",
         f"- machine: `{_cpu_model()}` (lscpu Model name), {os.cpu_count()} cores, shared with other jobs;"

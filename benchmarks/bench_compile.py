@@ -105,8 +105,16 @@ class Tools:
             return self.prepare_pt2e(gm, qz)
 
 
-def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: int | None, repeat: int,
-                coreai_repeat: int, warmup: int, compile_repeat: int) -> dict[str, Any]:
+def bench_model(
+    tools: Tools,
+    name: str,
+    factory: Callable[[], tuple],
+    layers: int | None,
+    repeat: int,
+    coreai_repeat: int,
+    warmup: int,
+    compile_repeat: int,
+) -> dict[str, Any]:
     """One row: every tool, alternating, `warmup` + `repeat` rounds (coreai-opt: its own count)."""
     base = factory()
 
@@ -129,6 +137,7 @@ def bench_model(tools: Tools, name: str, factory: Callable[[], tuple], layers: i
         def add(key: str, w: float, c: float) -> None:
             if keep:
                 s[key].add(w, c)
+
         _, w, c = run(tools.export)
         add("export", w, c)
         gm, w, c = run(tools.ao_export)
@@ -237,10 +246,14 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, tools: Tools, c
     if nmax is not None:
         g_c, g_w = nmax["coreai_graph"].c / nmax["graph"].c, nmax["coreai_graph"].w / nmax["graph"].w
         e_c, e_w = nmax["coreai_graph"].c / nmax["eager"].c, nmax["coreai_graph"].w / nmax["eager"].w
-        out.append(f"| graph compile-plan N={nmax['layers']} >= 4x faster than coreai warm graph prepare |"
-                   f" {g_c:.1f}x | {g_w:.1f}x | {'yes' if g_c >= TARGET_GRAPH else 'NO'} |")
-        out.append(f"| eager compile-plan N={nmax['layers']} >= 20x faster than coreai warm graph prepare |"
-                   f" {e_c:.1f}x | {e_w:.1f}x | {'yes' if e_c >= TARGET_EAGER else 'NO'} |")
+        out.append(
+            f"| graph compile-plan N={nmax['layers']} >= 4x faster than coreai warm graph prepare |"
+            f" {g_c:.1f}x | {g_w:.1f}x | {'yes' if g_c >= TARGET_GRAPH else 'NO'} |"
+        )
+        out.append(
+            f"| eager compile-plan N={nmax['layers']} >= 20x faster than coreai warm graph prepare |"
+            f" {e_c:.1f}x | {e_w:.1f}x | {'yes' if e_c >= TARGET_EAGER else 'NO'} |"
+        )
     out.append("")
     return "\n".join(out)
 
@@ -275,11 +288,31 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for n in args.sizes:
-        rows.append(bench_model(tools, f"mlp N={n}", lambda n=n: models.mlp(n, 64), n, args.repeat,
-                                args.coreai_repeat, args.warmup, args.compile_repeat))
+        rows.append(
+            bench_model(
+                tools,
+                f"mlp N={n}",
+                lambda n=n: models.mlp(n, 64),
+                n,
+                args.repeat,
+                args.coreai_repeat,
+                args.warmup,
+                args.compile_repeat,
+            )
+        )
     if not args.no_transformer:
-        rows.append(bench_model(tools, "transformer", models.transformer, None, args.repeat, args.coreai_repeat,
-                                max(args.warmup, 1), args.compile_repeat))
+        rows.append(
+            bench_model(
+                tools,
+                "transformer",
+                models.transformer,
+                None,
+                args.repeat,
+                args.coreai_repeat,
+                max(args.warmup, 1),
+                args.compile_repeat,
+            )
+        )
     text = report(rows, args, tools, command, load_average())
     write_report(text, args.output)
     return 0

@@ -127,8 +127,9 @@ def make_step(m: Any, x: Any) -> Callable[[], None]:
     return step
 
 
-def bench_model(name: str, factory: Callable[[], tuple], tools: tuple[str, ...], rounds: int, steps: int,
-                warmup: int) -> dict[str, Any]:
+def bench_model(
+    name: str, factory: Callable[[], tuple], tools: tuple[str, ...], rounds: int, steps: int, warmup: int
+) -> dict[str, Any]:
     import time
 
     base, example = factory()
@@ -190,7 +191,9 @@ def report(rows: list[dict[str, Any]], tools: tuple[str, ...], args: argparse.Na
         "",
         "## Ratio to float (CPU time; wall in parentheses); fake-quant modules in brackets",
         "",
-        "| model | " + " | ".join(t for t in tools if t != "float") + " | target: qplan <= 1.5x (W=512, cnn) | target: qplan below every peer |",
+        "| model | "
+        + " | ".join(t for t in tools if t != "float")
+        + " | target: qplan <= 1.5x (W=512, cnn) | target: qplan below every peer |",
         "|---|" + "---:|" * (len(tools) - 1) + "---|---|",
     ]
     for r in rows:

@@ -31,29 +31,34 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROJECTIONS = (
-    ("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
-    ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj"),
+    ("self_attn", "q_proj"),
+    ("self_attn", "k_proj"),
+    ("self_attn", "v_proj"),
+    ("self_attn", "o_proj"),
+    ("mlp", "gate_proj"),
+    ("mlp", "up_proj"),
+    ("mlp", "down_proj"),
 )
 
 
 def _input_spec(dtype: str) -> str:
     return (
-        '      op_input_spec:\n'
+        "      op_input_spec:\n"
         '        "*":\n'
-        f'          dtype: {dtype}\n'
-        '          qscheme: symmetric\n'
-        '          granularity: {type: per_tensor}\n'
-        '          qparam_calculator_cls: moving_average\n'
+        f"          dtype: {dtype}\n"
+        "          qscheme: symmetric\n"
+        "          granularity: {type: per_tensor}\n"
+        "          qparam_calculator_cls: moving_average\n"
     )
 
 
 def _weight_spec(dtype: str, granularity: str) -> str:
     return (
-        '      op_state_spec:\n'
-        '        weight:\n'
-        f'          dtype: {dtype}\n'
-        '          qscheme: symmetric\n'
-        f'          granularity: {granularity}\n'
+        "      op_state_spec:\n"
+        "        weight:\n"
+        f"          dtype: {dtype}\n"
+        "          qscheme: symmetric\n"
+        f"          granularity: {granularity}\n"
     )
 
 
@@ -76,10 +81,17 @@ def make_config(entries: int) -> str:
             wide = proj in ("q_proj", "k_proj", "down_proj") and layer % 4 == 0
             dtype = "int8" if wide else "int4"
             block = 32 if proj != "down_proj" else 64
-            rules.append((rf"model\.layers\.{layer}\.{module}\.{proj}", dtype, f"{{type: per_block, block_size: {block}}}"))
+            rules.append(
+                (rf"model\.layers\.{layer}\.{module}\.{proj}", dtype, f"{{type: per_block, block_size: {block}}}")
+            )
         layer += 1
     for pattern, dtype, granularity in rules:
-        blocks.append(f"    '{pattern}':\n" + _input_spec("int8") + "      op_output_spec: null\n" + _weight_spec(dtype, granularity))
+        blocks.append(
+            f"    '{pattern}':\n"
+            + _input_spec("int8")
+            + "      op_output_spec: null\n"
+            + _weight_spec(dtype, granularity)
+        )
     return (
         "quantization_config:\n"
         "  execution_mode: graph\n"
@@ -172,32 +184,41 @@ def main(argv: list[str] | None = None) -> int:
     (w_qplan, c_qplan), (w_coreai, c_coreai) = medians["qplan"], medians["coreai"]
     (w_parse, c_parse), (w_pure, c_pure) = medians["qplan_parse"], medians["qplan_pure"]
     lines = text.count("\n")
-    versions = {name: importlib.metadata.version(name) for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "ruamel.yaml.clib", "pydantic", "PyYAML")}
+    versions = {
+        name: importlib.metadata.version(name)
+        for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "ruamel.yaml.clib", "pydantic", "PyYAML")
+    }
 
     def row(label: str, wall: float, cpu: float) -> str:
         return f"| {label} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |"
 
-    report = "\n".join([
-        "# Config validation: text to objects",
-        "",
-        f"One config with {args.entries} `module_name_configs` entries ({lines} lines, {len(text.encode())} bytes), "
-        f"loaded from a file; median of {args.repeat} rounds after one warm-up, all loaders in the same process, "
-        "alternating every round (wall clock and process CPU time).",
-        "",
-        "| loader | median wall | median CPU |",
-        "|---|---|---|",
-        row("qplan `load_config(path)` (parse with positions + full validation + build)", w_qplan, c_qplan),
-        row("coreai-opt 0.3.0 `QuantizerConfig.from_yaml(path)`", w_coreai, c_coreai),
-        f"| **ratio qplan / coreai-opt** | **{w_qplan / w_coreai:.2f}** | **{c_qplan / c_coreai:.2f}** |",
-        row(f"of qplan's time: YAML parse with positions (`yamldoc.parse_document`, {w_parse / w_qplan:.0%})", w_parse, c_parse),
-        row("qplan `load_config(path)` without ruamel.yaml.clib (pure-Python composer)", w_pure, c_pure),
-        "",
-        f"- command: `.venv/bin/python benchmarks/bench_validate.py{' ' + ' '.join(argv) if argv else ''}`",
-        f"- machine: {machine()}; load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f} "
-        "(the machine is shared, so absolute times vary; the ratio is steadier)",
-        f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "",
-    ])
+    report = "\n".join(
+        [
+            "# Config validation: text to objects",
+            "",
+            f"One config with {args.entries} `module_name_configs` entries ({lines} lines, {len(text.encode())} bytes), "
+            f"loaded from a file; median of {args.repeat} rounds after one warm-up, all loaders in the same process, "
+            "alternating every round (wall clock and process CPU time).",
+            "",
+            "| loader | median wall | median CPU |",
+            "|---|---|---|",
+            row("qplan `load_config(path)` (parse with positions + full validation + build)", w_qplan, c_qplan),
+            row("coreai-opt 0.3.0 `QuantizerConfig.from_yaml(path)`", w_coreai, c_coreai),
+            f"| **ratio qplan / coreai-opt** | **{w_qplan / w_coreai:.2f}** | **{c_qplan / c_coreai:.2f}** |",
+            row(
+                f"of qplan's time: YAML parse with positions (`yamldoc.parse_document`, {w_parse / w_qplan:.0%})",
+                w_parse,
+                c_parse,
+            ),
+            row("qplan `load_config(path)` without ruamel.yaml.clib (pure-Python composer)", w_pure, c_pure),
+            "",
+            f"- command: `.venv/bin/python benchmarks/bench_validate.py{' ' + ' '.join(argv) if argv else ''}`",
+            f"- machine: {machine()}; load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f} "
+            "(the machine is shared, so absolute times vary; the ratio is steadier)",
+            f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            "",
+        ]
+    )
     print(report)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

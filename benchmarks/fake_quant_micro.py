@@ -37,7 +37,13 @@ from qplan.runtime.fake_quant import make_fake_quantize
 
 
 def _spec(**kw) -> ResolvedSpec:
-    base = dict(dtype="int8", qscheme="symmetric", qformulation="zp", granularity="per_tensor", qparam_calculator="moving_average")
+    base = dict(
+        dtype="int8",
+        qscheme="symmetric",
+        qformulation="zp",
+        granularity="per_tensor",
+        qparam_calculator="moving_average",
+    )
     base.update(kw)
     return ResolvedSpec(**base)
 
@@ -53,7 +59,9 @@ def _coreai(weight: bool):
     except ImportError:
         return None
     if weight:
-        spec = QuantizationSpec(dtype="int8", granularity={"type": "per_channel", "axis": 0}, qparam_calculator_cls="static")
+        spec = QuantizationSpec(
+            dtype="int8", granularity={"type": "per_channel", "axis": 0}, qparam_calculator_cls="static"
+        )
         return QuantizationComponentFactory.create_fake_quantizer(spec, CompressionTargetTensor.WEIGHT)
     spec = QuantizationSpec(dtype="int8", qparam_calculator_cls="moving_average")
     return QuantizationComponentFactory.create_fake_quantizer(spec, CompressionTargetTensor.ACTIVATION)
@@ -74,7 +82,9 @@ def _ao(weight: bool, fused: bool):
 
 def _qplan(weight: bool):
     if weight:
-        return make_fake_quantize(_spec(granularity="per_channel", axis=0, qparam_calculator="static"), (512, 512), "w", role="state")
+        return make_fake_quantize(
+            _spec(granularity="per_channel", axis=0, qparam_calculator="static"), (512, 512), "w", role="state"
+        )
     return make_fake_quantize(_spec(), (32, 512), "act")
 
 
@@ -125,7 +135,10 @@ def main() -> None:
     linear = nn.Linear(512, 512)
 
     results: list[tuple[str, str, dict[str, float]]] = []
-    for label, weight, inp, grad in (("act [32,512] per-tensor EMA", False, x, gx), ("weight [512,512] per-channel static", True, w, gw)):
+    for label, weight, inp, grad in (
+        ("act [32,512] per-tensor EMA", False, x, gx),
+        ("weight [512,512] per-channel static", True, w, gw),
+    ):
         for mode in ("observer + fake-quant", "fake-quant only"):
             row = {}
             for impl, make in IMPLS.items():
@@ -161,7 +174,9 @@ def main() -> None:
         layer[impl] = _time(layer_step(fa, fw), args.iters, args.repeats, clock)
 
     clock_name = "process CPU time" if args.threads == 1 else "wall time"
-    print(f"torch {torch.__version__}, Python {platform.python_version()}, {args.threads} thread(s), {clock_name}, best of {args.repeats}x{args.iters}")
+    print(
+        f"torch {torch.__version__}, Python {platform.python_version()}, {args.threads} thread(s), {clock_name}, best of {args.repeats}x{args.iters}"
+    )
     print()
     names = [n for n in IMPLS if any(n in r for _, _, r in results)]
     print("| tensor | mode | " + " | ".join(f"{n} (us)" for n in names) + " |")

@@ -45,9 +45,11 @@ def test_validate_exit_codes(files: dict[str, str], capsys: pytest.CaptureFixtur
 
     assert main(["validate", files["warn.yaml"]]) == 0  # warnings do not fail
     out = capsys.readouterr()
-    assert out.out == f"{files['warn.yaml']}:2:3: warning[empty-value] `global_config` is left empty, which means `null` " \
-        "(quantize nothing by default) (at `quantization_config.global_config`); help: write `null` explicitly if " \
+    assert (
+        out.out == f"{files['warn.yaml']}:2:3: warning[empty-value] `global_config` is left empty, which means `null` "
+        "(quantize nothing by default) (at `quantization_config.global_config`); help: write `null` explicitly if "
         "that is what you mean or `{}` for the defaults\n"
+    )
 
     assert main(["validate", files["good.yaml"], files["bad.yaml"], files["warn.yaml"]]) == 1
     out = capsys.readouterr()
@@ -77,8 +79,9 @@ def test_validate_json_and_github(files: dict[str, str], capsys: pytest.CaptureF
     assert line.startswith(f"::error title=qplan invalid-value,file={files['bad.yaml']},line=2,col=19")
 
 
-def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, files: dict[str, str],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     def boom(*_a, **_k):
         raise RuntimeError("kaput")
 
@@ -92,7 +95,7 @@ def test_presets_lists_each_with_loadable_yaml(capsys: pytest.CaptureFixture[str
     assert main(["presets"]) == 0
     blocks = capsys.readouterr().out.split("\n# ")
     assert len(blocks) == len(PRESETS)
-    for block, (name, preset) in zip(blocks, PRESETS.items()):
+    for block, name in zip(blocks, PRESETS):
         header, _, yaml_text = block.lstrip("# ").partition("\n")
         assert header.startswith(f"{name}(")
         assert load_config(yaml_text).config == getattr(QuantizerConfig.presets, name)()
@@ -106,8 +109,9 @@ def test_console_script_piped_output_is_plain(files: dict[str, str]) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_validate_reads_stdin_and_never_treats_a_path_as_text(monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reads_stdin_and_never_treats_a_path_as_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(BAD))
@@ -123,8 +127,9 @@ def test_validate_strict_fails_on_warnings(files: dict[str, str], capsys: pytest
     assert main(["validate", "--strict", files["good.yaml"]]) == 0
 
 
-def test_deliberate_errors_share_one_exit_code_rule(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_deliberate_errors_share_one_exit_code_rule(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Any subcommand: an unreadable-file diagnostic exits 2, other qplan errors 1, in one line each."""
     from qplan.diagnostics import ConfigError, Diagnostic
 
@@ -154,5 +159,7 @@ def test_config_commands_do_not_import_torch(files: dict[str, str]) -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    helptext = subprocess.run([sys.executable, "-m", "qplan.cli", "--help"], capture_output=True, text=True, timeout=120)
+    helptext = subprocess.run(
+        [sys.executable, "-m", "qplan.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert all(c in helptext.stdout for c in ("validate", "compile-plan", "explain", "demo"))

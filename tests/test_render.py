@@ -11,13 +11,20 @@ from qplan.render import FORMATS, render, summary
 
 SOURCE = "quantization_config:\n  global_config:\n    op_state_spec:\n      weight: {granularity: {type: per_chanel}}\n"
 DIAGNOSTICS = [
-    Diagnostic(code="empty-value", level="warning", message="`x` is left empty", path="quantization_config.x",
-               span=Span(file="c.yaml", line=2, col=3)),
     Diagnostic(
-        code="invalid-value", level="error",
+        code="empty-value",
+        level="warning",
+        message="`x` is left empty",
+        path="quantization_config.x",
+        span=Span(file="c.yaml", line=2, col=3),
+    ),
+    Diagnostic(
+        code="invalid-value",
+        level="error",
         message="`per_chanel` is not a valid granularity type; expected one of `per_tensor`, `per_channel`, `per_block`",
         path="quantization_config.global_config.op_state_spec.weight.granularity.type",
-        span=Span(file="c.yaml", line=4, col=36, end_line=4, end_col=46), help="did you mean `per_channel`?",
+        span=Span(file="c.yaml", line=4, col=36, end_line=4, end_col=46),
+        help="did you mean `per_channel`?",
     ),
     Diagnostic(code="unmatched-selector", level="info", message="no span, 100% plain"),
 ]
@@ -63,9 +70,13 @@ def test_json() -> None:
 
 
 def test_github_annotations_escape_data_and_properties() -> None:
-    d = Diagnostic(code="x", level="warning", message="50% off\nnext", span=Span(file="a,b:c.yaml", line=1, col=2),
-                   help="h")
-    assert render([d], "github") == "::warning title=qplan x,file=a%2Cb%3Ac.yaml,line=1,col=2::50%25 off%0Anext%0Ahelp: h\n"
+    d = Diagnostic(
+        code="x", level="warning", message="50% off\nnext", span=Span(file="a,b:c.yaml", line=1, col=2), help="h"
+    )
+    assert (
+        render([d], "github")
+        == "::warning title=qplan x,file=a%2Cb%3Ac.yaml,line=1,col=2::50%25 off%0Anext%0Ahelp: h\n"
+    )
     lines = render(DIAGNOSTICS, "github").splitlines()
     assert lines[0].startswith("::notice title=qplan unmatched-selector::")
     assert lines[2].startswith("::error title=qplan invalid-value,file=c.yaml,line=4,col=36,endLine=4,endColumn=46::")

@@ -48,7 +48,9 @@ def report_error(error: QplanError, format: str | None = None) -> int:
         print(f"qplan: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", EXIT_FAIL)
     emit_diagnostics(diagnostics, format if format in FORMATS else None, sys.stderr)
-    return EXIT_USAGE if any(d.code in UNREADABLE_CODES for d in diagnostics) else getattr(error, "exit_code", EXIT_FAIL)
+    return (
+        EXIT_USAGE if any(d.code in UNREADABLE_CODES for d in diagnostics) else getattr(error, "exit_code", EXIT_FAIL)
+    )
 
 
 # -- qplan schema -----------------------------------------------------------------------------
@@ -107,8 +109,12 @@ def _add_validate(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check config files; exit 1 when any has errors")
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML or JSON config files (`-` reads stdin)")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="diagnostic format (default: full on a terminal, concise otherwise)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="diagnostic format (default: full on a terminal, concise otherwise)",
+    )
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.set_defaults(run=_cmd_validate)
     return p

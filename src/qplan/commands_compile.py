@@ -23,8 +23,15 @@ import msgspec
 from qplan.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from qplan.diagnostics import QplanError
 
-__all__ = ["add_compile_plan", "add_diff", "add_explain", "load_factory", "render_plan_summary",
-           "render_diff", "render_explanation"]
+__all__ = [
+    "add_compile_plan",
+    "add_diff",
+    "add_explain",
+    "load_factory",
+    "render_plan_summary",
+    "render_diff",
+    "render_explanation",
+]
 
 
 class UsageError(QplanError):
@@ -92,8 +99,9 @@ def _console(stream: TextIO, width: int | None = None):
     from rich.console import Console
 
     tty = hasattr(stream, "isatty") and stream.isatty()
-    return Console(file=stream, force_terminal=tty, no_color=not tty, width=width or (None if tty else 160),
-                   highlight=False)
+    return Console(
+        file=stream, force_terminal=tty, no_color=not tty, width=width or (None if tty else 160), highlight=False
+    )
 
 
 def _located(d: Any, name: str, path: str) -> Any:
@@ -128,8 +136,15 @@ def render_plan_summary(plan: Any, stream: TextIO) -> None:
     for q in plan.quantizers:
         spec = plan.specs.get(q.spec)
         rule = q.provenance.source or q.provenance.rule
-        t.add_row(q.id, q.address, q.role, f"{q.spec}: {_describe(spec)}", "x".join(map(str, q.shape)),
-                  str(len(q.readers)), rule)
+        t.add_row(
+            q.id,
+            q.address,
+            q.role,
+            f"{q.spec}: {_describe(spec)}",
+            "x".join(map(str, q.shape)),
+            str(len(q.readers)),
+            rule,
+        )
     console.print(t)
 
 
@@ -159,8 +174,10 @@ def _cmd_compile_plan(args: argparse.Namespace) -> int:
         render_plan_summary(plan, sys.stdout)
         if plan.diagnostics:  # shown under the config path as given, so `full` can quote its lines
             emit_diagnostics([_located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
-        print(f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
-              + (f"; plan written to {args.output}" if args.output else ""))
+        print(
+            f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
+            + (f"; plan written to {args.output}" if args.output else "")
+        )
     return EXIT_FAIL if any(d.level == "error" for d in plan.diagnostics) else EXIT_OK
 
 
@@ -168,13 +185,22 @@ def add_compile_plan(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     """Add the ``compile-plan`` subparser to `sub` and return it."""
     p = sub.add_parser("compile-plan", help="compile a config against a model into a plan")
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON config file")
-    p.add_argument("--model", required=True, metavar="MODULE:FACTORY",
-                   help="factory returning (model, example_inputs), e.g. qplan.models:mlp")
-    p.add_argument("--mode", choices=("graph", "eager"), default=None,
-                   help="capture mode (default: the config's execution_mode)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODULE:FACTORY",
+        help="factory returning (model, example_inputs), e.g. qplan.models:mlp",
+    )
+    p.add_argument(
+        "--mode", choices=("graph", "eager"), default=None, help="capture mode (default: the config's execution_mode)"
+    )
     p.add_argument("-o", "--output", metavar="PLAN", help="write the JSON plan to PLAN")
-    p.add_argument("--format", choices=("table", "json"), default=None,
-                   help="stdout format (default: table on a terminal or with -o, json otherwise)")
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default=None,
+        help="stdout format (default: table on a terminal or with -o, json otherwise)",
+    )
     p.add_argument("--strict", action="store_true", help="turn warnings into errors")
     p.set_defaults(run=_cmd_compile_plan)
     return p
@@ -190,7 +216,7 @@ def _read_bytes(path: str) -> bytes:
 
 def _is_plan(data: bytes) -> bool:
     """Whether `data` is JSON that says it is a qplan plan (its `format` field)."""
-    from qplan.compiler.plan import PLAN_FORMAT
+    from qplan.plan_format import PLAN_FORMAT
 
     try:
         head = json.loads(data)
@@ -255,8 +281,10 @@ def render_diff(d: Any, fmt: str, a_name: str, b_name: str) -> str:
                     lines.append(f"| `{e.address}` | {spec.get('role')} | {desc} |")
                 else:
                     lines.append(f"  {mark} {e.address}  ({spec.get('role')}, {desc})")
-    for title, items, mark in (("decisions added", d.decisions_added, "+"),
-                               ("decisions removed", d.decisions_removed, "-")):
+    for title, items, mark in (
+        ("decisions added", d.decisions_added, "+"),
+        ("decisions removed", d.decisions_removed, "-"),
+    ):
         if items:
             lines.append(f"\n#### {title} ({len(items)})" if md else f"{title} ({len(items)}):")
             lines += [f"- {x}" if md else f"  {mark} {x}" for x in items]
@@ -314,8 +342,10 @@ def render_explanation(x: Any, config_sha256: str | None = None) -> str:
         lines.append(f"{x.address}: not quantized")
     for q in x.entries:
         spec = x.specs.get(q.spec)
-        lines.append(f"{q.address}  [{q.id}, {q.role}]  {q.spec}: {_describe(spec)}"
-                     + (f", {spec.qparam_calculator}" if spec else ""))
+        lines.append(
+            f"{q.address}  [{q.id}, {q.role}]  {q.spec}: {_describe(spec)}"
+            + (f", {spec.qparam_calculator}" if spec else "")
+        )
         if spec is not None and spec.schedule is not None:
             lines.append(f"  schedule: {msgspec.to_builtins(spec.schedule)}")
         p = q.provenance
@@ -343,8 +373,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     data = _read_bytes(args.plan)
     if not _is_plan(data):
-        raise UsageError(f"`{args.plan}` is not a plan; explain reads the JSON written by "
-                         "`qplan compile-plan CONFIG --model MODULE:FACTORY -o PLAN`")
+        raise UsageError(
+            f"`{args.plan}` is not a plan; explain reads the JSON written by "
+            "`qplan compile-plan CONFIG --model MODULE:FACTORY -o PLAN`"
+        )
     plan = _decode_plan(args.plan, data)
     sys.stdout.write(render_explanation(explain(plan, args.address), plan.config.sha256))
     return EXIT_OK

@@ -169,12 +169,18 @@ def add_demo(sub: Any) -> Any:
         " accuracy, size and time. Exit 1 when PTQ loses more than 1 point or QAT more than 2.",
     )
     p.add_argument("--mode", choices=("graph", "eager"), default=d.mode, help="execution mode (default: graph)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
-                   help=f"output folder; only the demo's own files there are replaced (default: {DEFAULT_OUT})")
-    p.add_argument("--epochs", type=int, default=d.epochs, metavar="N",
-                   help=f"float training epochs (default: {d.epochs})")
-    p.add_argument("--qat-epochs", type=int, default=d.qat_epochs, metavar="N",
-                   help=f"QAT epochs (default: {d.qat_epochs})")
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        metavar="DIR",
+        help=f"output folder; only the demo's own files there are replaced (default: {DEFAULT_OUT})",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, metavar="N", help=f"float training epochs (default: {d.epochs})"
+    )
+    p.add_argument(
+        "--qat-epochs", type=int, default=d.qat_epochs, metavar="N", help=f"QAT epochs (default: {d.qat_epochs})"
+    )
     p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"random seed (default: {d.seed})")
     p.set_defaults(run=_cmd_demo)
     return p

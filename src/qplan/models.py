@@ -99,7 +99,9 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     """A small causal LM: token embedding tied with the output head, one or more blocks."""
 
-    def __init__(self, vocab: int = 64, dim: int = 32, heads: int = 4, hidden: int = 64, n_blocks: int = 1, ctx: int = 16) -> None:
+    def __init__(
+        self, vocab: int = 64, dim: int = 32, heads: int = 4, hidden: int = 64, n_blocks: int = 1, ctx: int = 16
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, hidden) for _ in range(n_blocks))

@@ -73,7 +73,7 @@ def _concise(diagnostics: list[Diagnostic], _sources: _Sources, color: bool) -> 
         label = f"{d.level}[{d.code}]"
         text.append(where, style="bold")
         text.append(label, style=_STYLE[d.level])
-        text.append(d.concise()[len(where) + len(label):] + "\n")
+        text.append(d.concise()[len(where) + len(label) :] + "\n")
     return _ansi(text)
 
 
@@ -110,16 +110,18 @@ def _json(diagnostics: list[Diagnostic], _sources: _Sources, _color: bool) -> st
     records = []
     for d in diagnostics:
         s = d.span
-        records.append({
-            "code": d.code,
-            "level": d.level,
-            "message": d.message,
-            "path": d.path,
-            "help": d.help,
-            "filename": s.file if s else None,
-            "location": {"row": s.line, "column": s.col} if s else None,
-            "end_location": {"row": s.end_line, "column": s.end_col} if s and s.end_line else None,
-        })
+        records.append(
+            {
+                "code": d.code,
+                "level": d.level,
+                "message": d.message,
+                "path": d.path,
+                "help": d.help,
+                "filename": s.file if s else None,
+                "location": {"row": s.line, "column": s.col} if s else None,
+                "end_location": {"row": s.end_line, "column": s.end_col} if s and s.end_line else None,
+            }
+        )
     return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -33,16 +33,30 @@ class Builder:
         for n, shape in states.items():
             self.params[fq[n]] = TensorRef(source=fq[n], shape=tuple(shape))
         self.modules.append(
-            ModuleInfo(path=path, cls=cls[0], qualname=cls[1], import_paths=cls[2], states=fq,
-                       inputs=tuple(inputs), outputs=tuple(outputs))
+            ModuleInfo(
+                path=path,
+                cls=cls[0],
+                qualname=cls[1],
+                import_paths=cls[2],
+                states=fq,
+                inputs=tuple(inputs),
+                outputs=tuple(outputs),
+            )
         )
         return path
 
     def set_boundary(self, path, inputs=(), outputs=()):
         for k, m in enumerate(self.modules):
             if m.path == path:
-                self.modules[k] = ModuleInfo(path=m.path, cls=m.cls, qualname=m.qualname, import_paths=m.import_paths,
-                                             states=m.states, inputs=tuple(inputs), outputs=tuple(outputs))
+                self.modules[k] = ModuleInfo(
+                    path=m.path,
+                    cls=m.cls,
+                    qualname=m.qualname,
+                    import_paths=m.import_paths,
+                    states=m.states,
+                    inputs=tuple(inputs),
+                    outputs=tuple(outputs),
+                )
 
     def input(self, shape, dtype="float32"):
         src = f":in{len(self.inputs)}"
@@ -58,7 +72,9 @@ class Builder:
         for i, src in enumerate(inputs):
             dtype = (in_dtypes or {}).get(i, self._dtype(src))
             refs.append(TensorRef(source=src, shape=self._shape(src), dtype=dtype))
-        outs = tuple(TensorRef(source=f"{name}:out{j}", shape=tuple(s), dtype=out_dtype) for j, s in enumerate(out_shapes))
+        outs = tuple(
+            TensorRef(source=f"{name}:out{j}", shape=tuple(s), dtype=out_dtype) for j, s in enumerate(out_shapes)
+        )
         st = {n: (f"{module}.{n}" if module else n) for n in (states or ())}
         if isinstance(states, dict):
             st = dict(states)
@@ -86,9 +102,15 @@ class Builder:
         return t.dtype if t else "float32"
 
     def build(self, outputs=None) -> Inventory:
-        inv = Inventory(model_class=self.model_class, mode=self.mode, modules=tuple(self.modules),
-                        parameters=dict(self.params), ops=tuple(self.ops), inputs=tuple(self.inputs),
-                        outputs=tuple(outputs if outputs is not None else self.outputs))
+        inv = Inventory(
+            model_class=self.model_class,
+            mode=self.mode,
+            modules=tuple(self.modules),
+            parameters=dict(self.params),
+            ops=tuple(self.ops),
+            inputs=tuple(self.inputs),
+            outputs=tuple(outputs if outputs is not None else self.outputs),
+        )
         inv.lint()
         return inv
 
@@ -212,10 +234,16 @@ def deconv(mode: str = "graph") -> Inventory:
     """conv_transpose2d then layer_norm (axis defaults per op type)."""
     b = Builder(mode=mode)
     x = b.input((1, 4, 4, 4))
-    b.module("up", ("torch.nn.modules.conv.ConvTranspose2d", "ConvTranspose2d", ("torch.nn.ConvTranspose2d",)),
-             states={"weight": (4, 6, 2, 2)})
-    b.module("norm", ("torch.nn.modules.normalization.LayerNorm", "LayerNorm", ("torch.nn.LayerNorm",)),
-             states={"weight": (8,), "bias": (8,)})
+    b.module(
+        "up",
+        ("torch.nn.modules.conv.ConvTranspose2d", "ConvTranspose2d", ("torch.nn.ConvTranspose2d",)),
+        states={"weight": (4, 6, 2, 2)},
+    )
+    b.module(
+        "norm",
+        ("torch.nn.modules.normalization.LayerNorm", "LayerNorm", ("torch.nn.LayerNorm",)),
+        states={"weight": (8,), "bias": (8,)},
+    )
     h = b.op("up", "conv_transpose2d", [x], [(1, 6, 8, 8)], states=["weight"])
     y = b.op("norm", "layer_norm", [h], [(1, 6, 8, 8)], states=["weight", "bias"])
     return b.build(outputs=[y])
@@ -232,5 +260,14 @@ def scaled(mode: str = "graph") -> Inventory:
     return b.build(outputs=[y])
 
 
-MODELS = {"mlp": mlp, "nested": nested, "attn": attn, "cnn": cnn, "concat": concat, "tied": tied,
-          "views": views, "deconv": deconv, "scaled": scaled}
+MODELS = {
+    "mlp": mlp,
+    "nested": nested,
+    "attn": attn,
+    "cnn": cnn,
+    "concat": concat,
+    "tied": tied,
+    "views": views,
+    "deconv": deconv,
+    "scaled": scaled,
+}

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from inventories import MODELS
 from ruamel.yaml import YAML
 
-from inventories import MODELS
 from qplan.compiler import compile_inventory
 from qplan.compiler.state import State
 from qplan.diagnostics import CompileError

@@ -102,7 +102,7 @@ def test_cnn_fusable_chain_and_flatten():
 def test_cnn_in_training_mode_is_captured_as_is_and_unchanged():
     model, args = models.cnn()
     model.train()
-    g, e = both(model, args)
+    _, e = both(model, args)
     assert model.training
     assert "bn1.batch_norm" in ops_by_name(e.inventory)
 
@@ -179,7 +179,7 @@ class CatInplace(nn.Module):
 
 
 def test_cat_inplace_add_and_root_functional():
-    g, e = both(CatInplace(), (torch.randn(2, 4),))
+    g, _ = both(CatInplace(), (torch.randn(2, 4),))
     ops = ops_by_name(g.inventory)
     assert [i.source for i in ops["cat"].inputs] == ["a.linear:out0", "b.linear:out0"]
     assert [i.source for i in ops["add"].inputs] == ["cat:out0"]  # y.add_(1.0): the scalar is not an input
@@ -442,7 +442,21 @@ def test_in_place_writes_and_creation_ops():
 
 # ---------------------------------------------------------------- random programs (property)
 
-STEPS = ("linear", "relu", "gelu", "residual", "cat_chunk", "view", "scale", "softmax", "inplace", "shared", "rdiv", "norm", "getitem")
+STEPS = (
+    "linear",
+    "relu",
+    "gelu",
+    "residual",
+    "cat_chunk",
+    "view",
+    "scale",
+    "softmax",
+    "inplace",
+    "shared",
+    "rdiv",
+    "norm",
+    "getitem",
+)
 
 
 class Program(nn.Module):

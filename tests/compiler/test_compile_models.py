@@ -89,8 +89,17 @@ def _tiny_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=True, use_cache=False)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
     return LlamaForCausalLM(cfg).eval(), (torch.randint(0, 64, (1, 8)),)
 
 
@@ -98,8 +107,14 @@ def _tiny_bert():
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                     max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return BertModel(cfg).eval(), (torch.randint(0, 64, (1, 8)),)
 
 
@@ -111,7 +126,10 @@ def test_transformers_w8a8(make):
     linear = _linear_weights(model)
     if "lm_head.weight" in linear and model.lm_head.weight is model.model.embed_tokens.weight:
         linear = (linear - {"lm_head.weight"}) | {"model.embed_tokens.weight"}
-        assert set(states["model.embed_tokens.weight"]) == {"model.embed_tokens.embedding:weight", "lm_head.linear:weight"}
+        assert set(states["model.embed_tokens.weight"]) == {
+            "model.embed_tokens.embedding:weight",
+            "lm_head.linear:weight",
+        }
     assert linear <= set(states)
     # no norm weights (RMSNorm's `weight * x` is a custom state the default spec does not reach)
     assert not any("norm" in a.lower() for a in states)

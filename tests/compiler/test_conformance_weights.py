@@ -22,9 +22,10 @@ import functools
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -100,8 +101,17 @@ def _llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=True, use_cache=False)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
     return LlamaForCausalLM(cfg).eval(), (torch.randint(0, 64, (1, 8), generator=torch.Generator().manual_seed(1)),)
 
 
@@ -268,7 +278,11 @@ DIVERGENCES: dict[str, Divergence] = {
         frozenset(
             (m, c)
             for m in TIED_WEIGHT
-            for c in ("op_type_linear_null", "example:ref_skip_linear_module_type.yaml", "example:ref_skip_linear_op_type.yaml")
+            for c in (
+                "op_type_linear_null",
+                "example:ref_skip_linear_module_type.yaml",
+                "example:ref_skip_linear_op_type.yaml",
+            )
         ),
     ),
     "import-path-type-key": Divergence(
@@ -372,7 +386,7 @@ def reference(model: str, config: str, mode: str) -> dict[str, Row] | Exception:
             cfg = ReferenceConfig.from_yaml(io.StringIO(CONFIGS[config]))
             cfg.set_execution_mode(mode)
             prepared = ReferenceQuantizer(float_model, cfg).prepare(tuple(example))
-        except Exception as exc:  # noqa: BLE001 - the reference's rejections are compared below
+        except Exception as exc:
             return exc
         finally:
             logging.disable(logging.NOTSET)
@@ -403,7 +417,9 @@ def expected_weights(model: str, config: str, ref: dict[str, Row]) -> dict[str, 
     for name, d in DIVERGENCES.items():
         if (model, config) in d.cases:
             fixed = d.to_spec(model, expected)
-            assert fixed != expected, f"divergence `{name}` ({d.section}: {d.why}) no longer shows on {model} / {config}"
+            assert fixed != expected, (
+                f"divergence `{name}` ({d.section}: {d.why}) no longer shows on {model} / {config}"
+            )
             expected = fixed
     return expected
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-
 from inventories import attn, nested
+
 from qplan.compiler import compile_inventory
 from qplan.compiler.diff import diff_plans
 from qplan.compiler.explain import ExplainError, explain

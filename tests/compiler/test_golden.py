@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from inventories import cnn, tied
+
 from qplan.compiler import compile_inventory
 from qplan.compiler.plan import decode_plan, encode_plan
 from qplan.schema.loader import load_config

@@ -12,8 +12,8 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from inventories import concat, nested, views
+
 from qplan.compiler import compile_inventory
 from qplan.compiler.diff import diff_plans
 from qplan.compiler.plan import encode_plan
@@ -29,13 +29,16 @@ from qplan.schema.types import (
 MODELS = {"nested": nested(), "views": views(), "concat": concat()}
 REGEXES = ["enc", "enc\\..*", "dec.*", "enc\\.l0", ".*l1", "dec\\.l0", "fc[02]", "a|c", "b", ".*"]
 
-act_specs = st.sampled_from([QuantizationSpec(), QuantizationSpec(dtype="int4"), QuantizationSpec(dtype="uint8", qscheme="asymmetric")])
+act_specs = st.sampled_from(
+    [QuantizationSpec(), QuantizationSpec(dtype="int4"), QuantizationSpec(dtype="uint8", qscheme="asymmetric")]
+)
 weight_specs = st.sampled_from([QuantizationSpec(granularity=PerChannelGranularity()), QuantizationSpec(dtype="int4")])
 
 
 def tensor_dict(specs):
-    return st.one_of(st.just(None), st.just({}), st.builds(lambda s: {"*": s}, specs),
-                     st.builds(lambda s: {"0": s}, specs))
+    return st.one_of(
+        st.just(None), st.just({}), st.builds(lambda s: {"*": s}, specs), st.builds(lambda s: {"0": s}, specs)
+    )
 
 
 @st.composite
@@ -142,8 +145,9 @@ def test_adding_a_name_rule_changes_only_its_subtrees(model, cfg, key, new):
     names = {k: v for k, v in cfg.module_name_configs.items() if k != key}
     base = QuantizerConfig(global_config=cfg.global_config, module_name_configs=names)
     before = compile_or_none(model, base)
-    after = compile_or_none(model, QuantizerConfig(global_config=cfg.global_config,
-                                                   module_name_configs={**names, key: new}))
+    after = compile_or_none(
+        model, QuantizerConfig(global_config=cfg.global_config, module_name_configs={**names, key: new})
+    )
     if before is None or after is None:
         return
     rx = re.compile(key)

@@ -67,9 +67,16 @@ def test_every_row_is_well_formed():
 def test_spec_types_are_covered_with_their_classes():
     compute = "linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d embedding matmul bmm add sub mul"
     preserving = "cat max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d flatten mean"
-    passing = "reshape view permute transpose contiguous clone dropout slice select unsqueeze squeeze expand getitem to float"
+    passing = (
+        "reshape view permute transpose contiguous clone dropout slice select unsqueeze squeeze expand getitem to float"
+    )
     known = "softmax layer_norm div relu relu6 leaky_relu gelu silu sigmoid tanh hardswish hardsigmoid hardtanh elu batch_norm scaled_dot_product_attention pow rsqrt neg exp sum"
-    for names, cls in ((compute, "compute"), (preserving, "value_preserving"), (passing, "pass_through"), (known, "known")):
+    for names, cls in (
+        (compute, "compute"),
+        (preserving, "value_preserving"),
+        (passing, "pass_through"),
+        (known, "known"),
+    ):
         for name in names.split():
             assert ops.op_class(name) == cls, name
     assert ops.op_class("arange") == "ignore" and ops.op_class("zeros") == "ignore"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from inventories import nested
 from plan_cases import check_case, load_cases
+
 from qplan.compiler import compile_inventory
 from qplan.schema.types import ModuleQuantizerConfig, QuantizationSpec, QuantizerConfig
 
@@ -16,7 +16,9 @@ def test_fixture(case):
 
 
 def test_python_config_has_no_spans_but_paths():
-    cfg = QuantizerConfig().set_module_name("enc", ModuleQuantizerConfig(op_state_spec={"weight": QuantizationSpec(dtype="int4")}))
+    cfg = QuantizerConfig().set_module_name(
+        "enc", ModuleQuantizerConfig(op_state_spec={"weight": QuantizationSpec(dtype="int4")})
+    )
     plan = compile_inventory(nested(), cfg)
     q = plan.by_address()["enc.l0.weight"]
     assert q.provenance.rule == "quantization_config.module_name_configs.enc.op_state_spec.weight"

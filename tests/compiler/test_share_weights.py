@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from plan_cases import check_case, load_cases
 
 

@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from lsp_client import LspClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,17 +73,20 @@ def open_text(server: LspClient, path: Path, text: str) -> str:
 
 def test_dtype_values_complete(server: LspClient, tmp_path: Path) -> None:
     text = uri_modeline() + (
-        "quantization_config:\n"
-        "  global_config:\n"
-        "    op_state_spec:\n"
-        "      weight:\n"
-        "        dtype: \n"
+        "quantization_config:\n  global_config:\n    op_state_spec:\n      weight:\n        dtype: \n"
     )
     uri = open_text(server, tmp_path / "dtype.yaml", text)
     labels = server.completion_labels(uri, 5, len("        dtype: "))
     expected = {
-        "int8", "int4", "int2", "uint8", "uint4", "uint2",
-        "float8_e4m3fn", "float8_e5m2", "float4_e2m1fn_x2",
+        "int8",
+        "int4",
+        "int2",
+        "uint8",
+        "uint4",
+        "uint2",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "float4_e2m1fn_x2",
     }
     assert expected <= set(labels), labels
     # Only dtype names are offered at a dtype value, not keys or other enums.
@@ -93,12 +95,7 @@ def test_dtype_values_complete(server: LspClient, tmp_path: Path) -> None:
 
 def test_granularity_kinds_complete(server: LspClient, tmp_path: Path) -> None:
     text = uri_modeline() + (
-        "quantization_config:\n"
-        "  global_config:\n"
-        "    op_state_spec:\n"
-        "      weight:\n"
-        "        granularity:\n"
-        "          \n"
+        "quantization_config:\n  global_config:\n    op_state_spec:\n      weight:\n        granularity:\n          \n"
     )
     uri = open_text(server, tmp_path / "granularity.yaml", text)
     inserts = [item.get("insertText") or item["label"] for item in server.completion_items(uri, 6, 10)]
@@ -134,13 +131,7 @@ def test_hover_shows_allowed_values(server: LspClient, tmp_path: Path) -> None:
     assert "`graph`" in text and "`eager`" in text, text
 
 
-BAD = (
-    "quantization_config:\n"
-    "  global_config:\n"
-    "    op_state_spec:\n"
-    "      weight:\n"
-    "        dtyp: int8\n"
-)
+BAD = "quantization_config:\n  global_config:\n    op_state_spec:\n      weight:\n        dtyp: int8\n"
 
 
 def test_unknown_key_is_reported_through_the_relative_modeline(server: LspClient) -> None:

@@ -22,7 +22,13 @@ TIMEOUT_S = 120
 
 
 def _spec(**kw) -> ResolvedSpec:
-    base = dict(dtype="int8", qscheme="symmetric", qformulation="zp", granularity="per_tensor", qparam_calculator="moving_average")
+    base = dict(
+        dtype="int8",
+        qscheme="symmetric",
+        qformulation="zp",
+        granularity="per_tensor",
+        qparam_calculator="moving_average",
+    )
     base.update(kw)
     return ResolvedSpec(**base)
 
@@ -33,7 +39,9 @@ class _QLinear(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(8, 6)
-        self.fq_in = make_fake_quantize(_spec(qscheme="asymmetric", qparam_calculator="global_minmax"), (4, 8), "fc:in0")
+        self.fq_in = make_fake_quantize(
+            _spec(qscheme="asymmetric", qparam_calculator="global_minmax"), (4, 8), "fc:in0"
+        )
         self.fq_w = make_fake_quantize(
             _spec(granularity="per_channel", axis=0, qparam_calculator="static"), (6, 8), "fc.weight", role="state"
         )
@@ -60,7 +68,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             opt.zero_grad()
             model(_batch(rank, step)).square().mean().backward()
             opt.step()
-        torch.save({k: v.detach().clone() for k, v in model.module.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {k: v.detach().clone() for k, v in model.module.state_dict().items()},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -74,7 +85,9 @@ def _free_port() -> int:
 def test_ddp_ranks_agree_on_qparams(tmp_path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is unavailable")
-    ctx = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn")
+    ctx = mp.start_processes(
+        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:

@@ -22,7 +22,9 @@ EPS = torch.finfo(torch.float32).eps
 
 
 def spec(**kw) -> ResolvedSpec:
-    base = dict(dtype="int8", qscheme="symmetric", qformulation="zp", granularity="per_tensor", qparam_calculator="static")
+    base = dict(
+        dtype="int8", qscheme="symmetric", qformulation="zp", granularity="per_tensor", qparam_calculator="static"
+    )
     base.update(kw)
     return ResolvedSpec(**base)
 
@@ -69,7 +71,9 @@ def test_quant_range_matches_spec(dtype, qscheme):
 
 
 def test_float_ranges():
-    assert make_fake_quantize(spec(dtype="float8_e4m3fn"), (4,)).quant_max == torch.finfo(torch.float8_e4m3fn).max == 448
+    assert (
+        make_fake_quantize(spec(dtype="float8_e4m3fn"), (4,)).quant_max == torch.finfo(torch.float8_e4m3fn).max == 448
+    )
     assert make_fake_quantize(spec(dtype="float8_e5m2"), (4,)).quant_max == torch.finfo(torch.float8_e5m2).max == 57344
     assert make_fake_quantize(spec(dtype="float4_e2m1fn_x2"), (4,)).quant_max == 6
 
@@ -95,7 +99,9 @@ def test_per_tensor_matches_torch_kernel(dtype, qscheme):
 @pytest.mark.parametrize("axis", [0, 1])
 def test_per_channel_matches_torch_kernel(dtype, qscheme, axis):
     x = rand((6, 10, 3), seed=2, shift=0.3)
-    fq = make_fake_quantize(spec(dtype=dtype, qscheme=qscheme, granularity="per_channel", axis=axis), x.shape, role="state")
+    fq = make_fake_quantize(
+        spec(dtype=dtype, qscheme=qscheme, granularity="per_channel", axis=axis), x.shape, role="state"
+    )
     y = fq(x)
     block = tuple(1 if i == axis else d for i, d in enumerate(x.shape))
     scale, zp, qmin, qmax = ref_qparams(x, dtype, qscheme, block)
@@ -121,7 +127,9 @@ PER_BLOCK_CASES = [
 def test_per_block_matches_torchao(dtype, qscheme, case):
     shape, bs, axis, role, block = case
     x = rand(shape, seed=3, shift=-0.4)
-    fq = make_fake_quantize(spec(dtype=dtype, qscheme=qscheme, granularity="per_block", block_size=bs, axis=axis), shape, role=role)
+    fq = make_fake_quantize(
+        spec(dtype=dtype, qscheme=qscheme, granularity="per_block", block_size=bs, axis=axis), shape, role=role
+    )
     y = fq(x)
     scale, zp, qmin, qmax = ref_qparams(x, dtype, qscheme, block)
     assert fq.qparams_shape == tuple(scale.shape)
@@ -139,7 +147,9 @@ def test_per_block_matches_torchao(dtype, qscheme, case):
 def test_minval_formulation(dtype, qscheme):
     """x̂ = u·s + m, u = clamp(round((x - m)/s), 0, qmax - qmin); m = min (asym) or -max|x| (sym)."""
     x = rand((4, 64), seed=4, shift=0.5)
-    fq = make_fake_quantize(spec(dtype=dtype, qscheme=qscheme, qformulation="minval", granularity="per_channel", axis=0), x.shape)
+    fq = make_fake_quantize(
+        spec(dtype=dtype, qscheme=qscheme, qformulation="minval", granularity="per_channel", axis=0), x.shape
+    )
     y = fq(x)
     qmin, qmax = ref_range(dtype, qscheme)
     lo = x.amin(dim=1, keepdim=True).clamp(max=0)
@@ -151,7 +161,7 @@ def test_minval_formulation(dtype, qscheme):
         m, s = -a, a / ((qmax - qmin) / 2)
     u = torch.clamp(torch.round((x - m) * (1.0 / s)), 0, qmax - qmin)
     torch.testing.assert_close(y, u * s + m, rtol=0, atol=1e-6)
-    scale, minval = fq.qparams()
+    _, minval = fq.qparams()
     torch.testing.assert_close(minval, m.flatten())
     # the grid spans [m, m + (qmax - qmin)·s]: the observed extreme(s) are representable up to rounding
     if qscheme == "asymmetric":
@@ -179,7 +189,9 @@ def ref_e2m1(v: torch.Tensor) -> torch.Tensor:
     return torch.copysign(mags[idx], v)
 
 
-@pytest.mark.parametrize("dtype,torch_dtype", [("float8_e4m3fn", torch.float8_e4m3fn), ("float8_e5m2", torch.float8_e5m2)])
+@pytest.mark.parametrize(
+    "dtype,torch_dtype", [("float8_e4m3fn", torch.float8_e4m3fn), ("float8_e5m2", torch.float8_e5m2)]
+)
 @pytest.mark.parametrize("granularity", ["per_tensor", "per_channel"])
 def test_fp8_casts_through_torch_dtype(dtype, torch_dtype, granularity):
     x = rand((8, 32), seed=5, scale=3.0)
@@ -212,7 +224,9 @@ def test_fp4_rounds_to_e2m1_grid():
 def test_e8m0_scales_are_powers_of_two(dtype):
     x = rand((16, 64), seed=6, scale=5.0)
     fq = make_fake_quantize(
-        spec(dtype=dtype, scale_dtype="float8_e8m0fnu", granularity="per_block", block_size=32, axis=1), x.shape, role="state"
+        spec(dtype=dtype, scale_dtype="float8_e8m0fnu", granularity="per_block", block_size=32, axis=1),
+        x.shape,
+        role="state",
     )
     y = fq(x)
     scale = fq.scale
@@ -252,7 +266,9 @@ def test_ste_gradient_matches_torch_kernel(dtype, qscheme):
     g = rand(x0.shape, seed=8)
     fq(x).backward(g)
     xr = x0.clone().requires_grad_()
-    torch.fake_quantize_per_tensor_affine(xr, fq.scale.reshape(1), fq.zero_point.reshape(1), fq.quant_min, fq.quant_max).backward(g)
+    torch.fake_quantize_per_tensor_affine(
+        xr, fq.scale.reshape(1), fq.zero_point.reshape(1), fq.quant_min, fq.quant_max
+    ).backward(g)
     assert torch.equal(x.grad, xr.grad)
     assert (x.grad == 0).any() and (x.grad != 0).any()  # the range clips some values and passes others
 
@@ -354,8 +370,12 @@ def test_range_always_contains_zero():
 
 
 def test_dynamic_is_stateless_per_forward():
-    fq = make_fake_quantize(spec(qscheme="asymmetric", qparam_calculator="dynamic", granularity="per_channel", axis=0), (2, 8))
-    ref = make_fake_quantize(spec(qscheme="asymmetric", qparam_calculator="static", granularity="per_channel", axis=0), (2, 8))
+    fq = make_fake_quantize(
+        spec(qscheme="asymmetric", qparam_calculator="dynamic", granularity="per_channel", axis=0), (2, 8)
+    )
+    ref = make_fake_quantize(
+        spec(qscheme="asymmetric", qparam_calculator="static", granularity="per_channel", axis=0), (2, 8)
+    )
     assert "bounds" not in fq.state_dict() and "scale" not in fq.state_dict()
     for seed in (1, 2):
         x = rand((2, 8), seed=seed, scale=seed)
@@ -372,11 +392,15 @@ def test_dynamic_per_block_accepts_any_batch():
     for b in (2, 5):
         x = rand((b, 8), seed=b)
         scale, zp, qmin, qmax = ref_qparams(x, "int8", "symmetric", (1, 4))
-        torch.testing.assert_close(fq(x), ref_fake_quant_torchao(x, "int8", scale, zp, (1, 4), qmin, qmax), rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            fq(x), ref_fake_quant_torchao(x, "int8", scale, zp, (1, 4), qmin, qmax), rtol=0, atol=1e-6
+        )
 
 
 def test_float_range_fixes_bounds():
-    fq = make_fake_quantize(spec(qscheme="asymmetric", float_range=(-1.0, 3.0), qparam_calculator="moving_average"), (4,))
+    fq = make_fake_quantize(
+        spec(qscheme="asymmetric", float_range=(-1.0, 3.0), qparam_calculator="moving_average"), (4,)
+    )
     assert fq.scale.item() == pytest.approx(4 / 255)  # known before any data
     fq(torch.tensor([-10.0, 0.0, 1.0, 20.0]))
     assert fq.scale.item() == pytest.approx(4 / 255)
@@ -433,7 +457,9 @@ def test_state_dict_round_trip_restores_switches_and_qparams():
 
 
 def test_apply_schedule():
-    fq = make_fake_quantize(spec(schedule=QATSchedule(enable_observer=2, enable_fake_quant=3, disable_observer=5)), (2,))
+    fq = make_fake_quantize(
+        spec(schedule=QATSchedule(enable_observer=2, enable_fake_quant=3, disable_observer=5)), (2,)
+    )
     states = []
     for step in range(7):
         fq.apply_schedule(step)
@@ -498,7 +524,7 @@ def test_quantize_for_storage_round_trip(dtype, qscheme, gran):
 @pytest.mark.slow
 def test_torch_compile_matches_eager():
     try:
-        import torch._dynamo  # noqa: F401
+        import torch._dynamo
     except Exception:  # pragma: no cover - depends on the torch build
         pytest.skip("torch.compile is unavailable")
     torch._dynamo.reset()
@@ -554,7 +580,10 @@ def test_int_values_on_grid_in_range_and_idempotent(values, dtype, qscheme, form
 
 
 @settings(max_examples=30, deadline=None)
-@given(values=st.lists(_finite, min_size=2, max_size=40), dtype=st.sampled_from(["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn_x2"]))
+@given(
+    values=st.lists(_finite, min_size=2, max_size=40),
+    dtype=st.sampled_from(["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn_x2"]),
+)
 def test_float_values_representable_and_idempotent(values, dtype):
     x = torch.tensor(values)
     fq = make_fake_quantize(spec(dtype=dtype), x.shape)
@@ -599,13 +628,18 @@ def test_make_fake_quantize_rejects_unknown_class():
 def test_module_is_an_nn_module_with_buffers_only():
     fq = FakeQuantize(spec(), (4,))
     assert list(fq.parameters()) == []
-    assert {"scale", "zero_point", "bounds", "observer_enabled", "fake_quant_enabled", "observed"} <= set(fq.state_dict())
+    assert {"scale", "zero_point", "bounds", "observer_enabled", "fake_quant_enabled", "observed"} <= set(
+        fq.state_dict()
+    )
     assert math.isclose(fq.scale.item(), 1.0)
 
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(dtype="int4", qscheme="asymmetric", qformulation="minval", granularity="per_block", block_size=4, axis=1), dict(dtype="float4_e2m1fn_x2")],
+    [
+        dict(dtype="int4", qscheme="asymmetric", qformulation="minval", granularity="per_block", block_size=4, axis=1),
+        dict(dtype="float4_e2m1fn_x2"),
+    ],
     ids=["int4-minval-block", "fp4"],
 )
 def test_torch_export_of_frozen_fake_quant_and_dequantize(kw):

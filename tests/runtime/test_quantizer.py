@@ -353,7 +353,9 @@ _FORMATS = {
             "global_config": {
                 "op_input_spec": {"*": {"dtype": "uint8", "qscheme": "asymmetric"}},
                 "op_output_spec": None,
-                "op_state_spec": {"weight": {"dtype": "int4", "qformulation": "minval", "granularity": {"type": "per_channel"}}},
+                "op_state_spec": {
+                    "weight": {"dtype": "int4", "qformulation": "minval", "granularity": {"type": "per_channel"}}
+                },
             }
         },
         torch.int8,

@@ -80,8 +80,15 @@ def _loader_accepts(doc: Any) -> bool:
 # YAML-level problems such as syntax, tags, duplicate keys or encodings), and a regex Python's `re`
 # rejects with OverflowError, which python-jsonschema's `format: regex` check does not catch.
 _LOADER_ONLY = {
-    "qat_order.yaml", "qat_disable_observer.yaml", "duplicate_key.yaml", "yaml_syntax.yaml", "unquoted_star.yaml",
-    "unsafe_tag.yaml", "empty.yaml", "not_utf8.yaml", "regex_too_large.yaml",
+    "qat_order.yaml",
+    "qat_disable_observer.yaml",
+    "duplicate_key.yaml",
+    "yaml_syntax.yaml",
+    "unquoted_star.yaml",
+    "unsafe_tag.yaml",
+    "empty.yaml",
+    "not_utf8.yaml",
+    "regex_too_large.yaml",
 }
 _BAD = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
 

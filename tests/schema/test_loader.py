@@ -54,8 +54,10 @@ def test_spans_of_every_node(tmp_path: Path) -> None:
     assert (spans[enc].line, spans[enc].col) == (3, 5)
     dtype = spans[f"{enc}.op_state_spec.weight.dtype"]
     assert (dtype.line, dtype.col, dtype.end_line, dtype.end_col) == (6, 11, 6, 22)
-    assert (spans[f"{enc}.op_state_spec.weight.granularity.block_size"].line,
-            spans[f"{enc}.op_state_spec.weight.granularity.block_size"].col) == (7, 42)
+    assert (
+        spans[f"{enc}.op_state_spec.weight.granularity.block_size"].line,
+        spans[f"{enc}.op_state_spec.weight.granularity.block_size"].col,
+    ) == (7, 42)
     assert (spans[f"{enc}.op_input_spec[0]"].line, spans[f"{enc}.op_input_spec[0]"].col) == (9, 9)
     assert spans[""].line == 1 and spans["quantization_config"].line == 1
     # Every node has a span (paths with list items included).
@@ -80,10 +82,18 @@ def test_name_and_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_text_path_and_json_give_the_same_config(tmp_path: Path) -> None:
     config = load_config(YAML).config
-    doc = {"quantization_config": {"module_name_configs": {"enc.*": {
-        "op_state_spec": {"weight": {"dtype": "int4", "granularity": {"type": "per_block", "block_size": 32}}},
-        "op_input_spec": {"0": None},
-    }}}}
+    doc = {
+        "quantization_config": {
+            "module_name_configs": {
+                "enc.*": {
+                    "op_state_spec": {
+                        "weight": {"dtype": "int4", "granularity": {"type": "per_block", "block_size": 32}}
+                    },
+                    "op_input_spec": {"0": None},
+                }
+            }
+        }
+    }
     assert config_from_document(doc) == config
     (tmp_path / "c.json").write_text(json.dumps(doc, indent="\t"))  # tab-indented JSON: fine, columns intact
     loaded = load_config(tmp_path / "c.json")
@@ -96,12 +106,14 @@ def test_text_path_and_json_give_the_same_config(tmp_path: Path) -> None:
 
 
 def test_schema_key_is_ignored_and_quantization_spec_validated() -> None:
-    text = '$schema: ../schema/schema.json\nquantization_spec:\n  a: &a {dtype: int4}\nquantization_config:\n  global_config: {op_state_spec: {weight: *a}}\n'
+    text = "$schema: ../schema/schema.json\nquantization_spec:\n  a: &a {dtype: int4}\nquantization_config:\n  global_config: {op_state_spec: {weight: *a}}\n"
     config = load_config(text).config
     assert config.global_config.op_state_spec["weight"].dtype == "int4"
     with pytest.raises(ConfigError) as info:
         load_config("quantization_spec:\n  unused: {dtype: int5}\nquantization_config: {}\n")
-    assert _codes(info.value) == ["invalid-value"] and info.value.diagnostics[0].path == "quantization_spec.unused.dtype"
+    assert (
+        _codes(info.value) == ["invalid-value"] and info.value.diagnostics[0].path == "quantization_spec.unused.dtype"
+    )
 
 
 def test_merge_keys_explicit_keys_win() -> None:
@@ -135,8 +147,10 @@ def test_errors_inside_an_aliased_node_are_reported_once_at_the_anchor() -> None
 @pytest.fixture
 def hang_guard():
     """Fail instead of hanging if something loops (not a speed check)."""
+
     def _alarm(*_):
         raise TimeoutError("hung")
+
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(20)
     yield
@@ -191,7 +205,12 @@ def test_encoding_empty_and_top_level_errors(tmp_path: Path) -> None:
         load_config(p)
     (d,) = info.value.diagnostics
     assert (d.code, d.span.file, d.span.line, d.span.col) == ("invalid-encoding", str(p), 2, 6)
-    for text, code in [("", "empty-document"), ("# nothing\n", "empty-document"), ("[1, 2]\n", "invalid-type"), ("7\n", "invalid-type")]:
+    for text, code in [
+        ("", "empty-document"),
+        ("# nothing\n", "empty-document"),
+        ("[1, 2]\n", "invalid-type"),
+        ("7\n", "invalid-type"),
+    ]:
         with pytest.raises(ConfigError) as info:
             load_config(text)
         assert _codes(info.value) == [code]
@@ -237,7 +256,9 @@ def test_all_errors_reported_at_once_and_duplicate_tensor_keys() -> None:
 
 def test_from_dict_errors_have_paths_but_no_spans() -> None:
     with pytest.raises(ConfigError) as info:
-        QuantizerConfig.from_dict({"quantization_config": {"global_config": {"op_state_spec": {"weight": {"dtype": "int3"}}}}})
+        QuantizerConfig.from_dict(
+            {"quantization_config": {"global_config": {"op_state_spec": {"weight": {"dtype": "int3"}}}}}
+        )
     (d,) = info.value.diagnostics
     assert d.span is None and d.path == "quantization_config.global_config.op_state_spec.weight.dtype"
     assert d.help == "did you mean `int2`?" or d.help == "did you mean `int8`?"
@@ -246,12 +267,17 @@ def test_from_dict_errors_have_paths_but_no_spans() -> None:
 
 
 def test_python_warnings_become_diagnostics() -> None:
-    text = 'quantization_spec:\n  a: &a {dtype: int4}\n  b: &a {dtype: int2}\nquantization_config:\n' \
-           '  module_name_configs: {"x[[a]": null}\n  global_config: {op_state_spec: {weight: *a}}\n'
+    text = (
+        "quantization_spec:\n  a: &a {dtype: int4}\n  b: &a {dtype: int2}\nquantization_config:\n"
+        '  module_name_configs: {"x[[a]": null}\n  global_config: {op_state_spec: {weight: *a}}\n'
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded = load_config(text)
-    assert [(w.code, w.span.line, w.span.col) for w in loaded.warnings] == [("duplicate-anchor", 3, 6), ("regex-warning", 5, 25)]
+    assert [(w.code, w.span.line, w.span.col) for w in loaded.warnings] == [
+        ("duplicate-anchor", 3, 6),
+        ("regex-warning", 5, 25),
+    ]
     assert "possible nested set" in loaded.warnings[1].message
     assert loaded.config.global_config.op_state_spec["weight"].dtype == "int2"  # the later anchor wins
 
@@ -261,5 +287,7 @@ def test_an_empty_value_is_placed_right_after_its_key() -> None:
         load_config("quantization_config:\n  execution_mode:\n  preserved_attributes: []\n")
     (d,) = info.value.diagnostics
     assert (d.span.line, d.span.col, d.message) == (2, 17, "expected one of `graph`, `eager`, got an empty value")
-    span = load_config("quantization_config:\n  global_config:\n  execution_mode: eager\n").spans["quantization_config.global_config"]
+    span = load_config("quantization_config:\n  global_config:\n  execution_mode: eager\n").spans[
+        "quantization_config.global_config"
+    ]
     assert (span.line, span.col, span.end_line, span.end_col) == (2, 3, 2, 16)

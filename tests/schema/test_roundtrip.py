@@ -45,7 +45,9 @@ def test_roundtrip_quotes_yaml_lookalikes(names: list[str], attributes: list[str
 
 
 def test_roundtrip_of_hand_built_configs() -> None:
-    spec = QuantizationSpec(dtype=torch.float8_e4m3fn, float_range=(-6.0, None), granularity=PerChannelGranularity(axis=-1))
+    spec = QuantizationSpec(
+        dtype=torch.float8_e4m3fn, float_range=(-6.0, None), granularity=PerChannelGranularity(axis=-1)
+    )
     block = QuantizationSpec(dtype="int4", granularity=PerBlockGranularity(block_size=[1, -1]))
     m = ModuleQuantizerConfig(
         op_input_spec={0: spec, "1": None},

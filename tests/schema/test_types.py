@@ -33,11 +33,20 @@ def _doc(config: dict) -> dict:
 # -- public surface --------------------------------------------------------------------------
 def test_public_names_are_the_spec_names() -> None:
     spec_names = {
-        "QuantizationSpec", "PerTensorGranularity", "PerChannelGranularity", "PerBlockGranularity",
-        "QuantizationScheme", "OpQuantizerConfig", "ModuleQuantizerConfig", "QuantizerConfig", "QATSchedule",
+        "QuantizationSpec",
+        "PerTensorGranularity",
+        "PerChannelGranularity",
+        "PerBlockGranularity",
+        "QuantizationScheme",
+        "OpQuantizerConfig",
+        "ModuleQuantizerConfig",
+        "QuantizerConfig",
+        "QATSchedule",
         "ExecutionMode",
     }
-    assert spec_names <= set(qplan.__all__) <= spec_names | {"load_config", "ConfigError"}
+    entry_points = {"load_config", "compile_plan", "load_plan", "Quantizer", "load_program"}
+    errors = {"QplanError", "ConfigError", "CompileError"}
+    assert set(qplan.__all__) == spec_names | entry_points | errors
     for name in qplan.__all__:
         assert getattr(qplan, name) is not None
 
@@ -67,7 +76,9 @@ def test_spec_is_immutable_and_hashable() -> None:
     )
 
 
-@pytest.mark.parametrize(("alias", "canonical"), [("float8_e4m3", "float8_e4m3fn"), ("float4_e2m1fn", "float4_e2m1fn_x2")])
+@pytest.mark.parametrize(
+    ("alias", "canonical"), [("float8_e4m3", "float8_e4m3fn"), ("float4_e2m1fn", "float4_e2m1fn_x2")]
+)
 def test_dtype_aliases(alias: str, canonical: str) -> None:
     assert QuantizationSpec(dtype=alias).dtype == canonical
     loaded = QuantizerConfig.from_dict(_doc({"global_config": {"op_input_spec": {"*": {"dtype": alias}}}}))
@@ -76,7 +87,12 @@ def test_dtype_aliases(alias: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     ("dtype", "name"),
-    [(torch.int8, "int8"), (torch.uint8, "uint8"), (torch.float8_e4m3fn, "float8_e4m3fn"), (torch.float8_e5m2, "float8_e5m2")],
+    [
+        (torch.int8, "int8"),
+        (torch.uint8, "uint8"),
+        (torch.float8_e4m3fn, "float8_e4m3fn"),
+        (torch.float8_e5m2, "float8_e5m2"),
+    ],
 )
 def test_torch_dtype_accepted(dtype: torch.dtype, name: str) -> None:
     assert QuantizationSpec(dtype=dtype).dtype == name
@@ -85,12 +101,26 @@ def test_torch_dtype_accepted(dtype: torch.dtype, name: str) -> None:
 
 
 CROSS_FIELD = [
-    (dict(dtype="float8_e4m3fn", qscheme="asymmetric"), "float dtype `float8_e4m3fn` needs qscheme `symmetric`, got `asymmetric`"),
-    (dict(dtype="float4_e2m1fn_x2", qformulation="minval"), "float dtype `float4_e2m1fn_x2` needs qformulation `zp`, got `minval`"),
-    (dict(dtype="int8", scale_dtype="float8_e8m0fnu"), "scale_dtype `float8_e8m0fnu` is only for float dtypes, not `int8`"),
-    (dict(qscheme="symmetric_with_clipping", qparam_calculator_cls="dynamic"),
-     "qscheme `symmetric_with_clipping` is not allowed with qparam_calculator_cls `dynamic`"),
-    (dict(qparam_calculator_cls="dynamic", float_range=[None, 1.0]), "qparam_calculator_cls `dynamic` needs float_range `[null, null]`"),
+    (
+        dict(dtype="float8_e4m3fn", qscheme="asymmetric"),
+        "float dtype `float8_e4m3fn` needs qscheme `symmetric`, got `asymmetric`",
+    ),
+    (
+        dict(dtype="float4_e2m1fn_x2", qformulation="minval"),
+        "float dtype `float4_e2m1fn_x2` needs qformulation `zp`, got `minval`",
+    ),
+    (
+        dict(dtype="int8", scale_dtype="float8_e8m0fnu"),
+        "scale_dtype `float8_e8m0fnu` is only for float dtypes, not `int8`",
+    ),
+    (
+        dict(qscheme="symmetric_with_clipping", qparam_calculator_cls="dynamic"),
+        "qscheme `symmetric_with_clipping` is not allowed with qparam_calculator_cls `dynamic`",
+    ),
+    (
+        dict(qparam_calculator_cls="dynamic", float_range=[None, 1.0]),
+        "qparam_calculator_cls `dynamic` needs float_range `[null, null]`",
+    ),
     (dict(float_range=[0.5, 1.0]), "float_range min (0.5) must be <= 0"),
     (dict(float_range=[-2.0, -1.0]), "float_range max (-1.0) must be >= 0"),
     (dict(float_range=[0.0, 0.0]), "float_range min (0.0) must be < max (0.0)"),
@@ -111,7 +141,9 @@ def test_spec_cross_field_rules_same_message_in_python_and_config(kwargs: dict, 
 
 
 def test_float_spec_with_e8m0_scales_is_valid() -> None:
-    s = QuantizationSpec(dtype="float4_e2m1fn", scale_dtype="float8_e8m0fnu", granularity=PerBlockGranularity(block_size=32))
+    s = QuantizationSpec(
+        dtype="float4_e2m1fn", scale_dtype="float8_e8m0fnu", granularity=PerBlockGranularity(block_size=32)
+    )
     assert s.is_float and s.dtype == "float4_e2m1fn_x2"
 
 
@@ -151,7 +183,12 @@ def test_null_empty_and_omitted_fields() -> None:
 
 def test_from_dict_accepts_built_values_inside_the_document() -> None:
     w4 = ModuleQuantizerConfig.presets.w4_per_block(64)
-    doc = _doc({"global_config": w4, "module_name_configs": {"head": {"op_state_spec": {"weight": QuantizationSpec(dtype="int2")}}}})
+    doc = _doc(
+        {
+            "global_config": w4,
+            "module_name_configs": {"head": {"op_state_spec": {"weight": QuantizationSpec(dtype="int2")}}},
+        }
+    )
     doc["quantization_config"]["module_type_configs"] = {torch.nn.Linear: None}
     c = QuantizerConfig.from_dict(doc)
     assert c.global_config == w4
@@ -161,7 +198,10 @@ def test_from_dict_accepts_built_values_inside_the_document() -> None:
 
 def test_int_tensor_keys_become_strings() -> None:
     doc = _doc({"global_config": {"op_input_spec": {0: None, "1": {"dtype": "int4"}}}})
-    assert QuantizerConfig.from_dict(doc).global_config.op_input_spec == {"0": None, "1": QuantizationSpec(dtype="int4")}
+    assert QuantizerConfig.from_dict(doc).global_config.op_input_spec == {
+        "0": None,
+        "1": QuantizationSpec(dtype="int4"),
+    }
     assert OpQuantizerConfig(op_input_spec={0: None}).op_input_spec == {"0": None}
 
 
@@ -247,7 +287,12 @@ def test_pt2e_is_a_deprecated_alias_of_graph() -> None:
 def test_setters_chain_and_set() -> None:
     c = QuantizerConfig()
     w4 = ModuleQuantizerConfig.presets.w4()
-    out = c.set_execution_mode("eager").set_global(None).set_module_type(torch.nn.Linear, w4).set_module_name(r"enc\..*", None)
+    out = (
+        c.set_execution_mode("eager")
+        .set_global(None)
+        .set_module_type(torch.nn.Linear, w4)
+        .set_module_name(r"enc\..*", None)
+    )
     assert out is c
     assert c.execution_mode is ExecutionMode.eager and c.global_config is None
     assert c.module_type_configs == {"torch.nn.modules.linear.Linear": w4}
@@ -295,7 +340,11 @@ def test_weight_only_per_channel_presets(name: str, dtype: str) -> None:
 def test_w4_per_block_preset() -> None:
     m = ModuleQuantizerConfig.presets.w4_per_block(block_size=64)
     w = m.op_state_spec["weight"]
-    assert (w.dtype, w.qscheme, w.granularity) == ("int4", QuantizationScheme.symmetric, PerBlockGranularity(block_size=64))
+    assert (w.dtype, w.qscheme, w.granularity) == (
+        "int4",
+        QuantizationScheme.symmetric,
+        PerBlockGranularity(block_size=64),
+    )
     assert m.op_input_spec == {"*": None} and m.op_output_spec == {"*": None}
     assert ModuleQuantizerConfig.presets.w4_per_block().op_state_spec["weight"].granularity.block_size == 32
 
@@ -309,7 +358,11 @@ def test_w8a8_fp8_and_mxfp4_presets() -> None:
     assert fp8.op_input_spec["*"].granularity == PerTensorGranularity()
     mx = ModuleQuantizerConfig.presets.mxfp4()
     w = mx.op_state_spec["weight"]
-    assert (w.dtype, w.granularity, w.scale_dtype) == ("float4_e2m1fn_x2", PerBlockGranularity(block_size=32), "float8_e8m0fnu")
+    assert (w.dtype, w.granularity, w.scale_dtype) == (
+        "float4_e2m1fn_x2",
+        PerBlockGranularity(block_size=32),
+        "float8_e8m0fnu",
+    )
     assert mx.op_input_spec["*"].dtype == "float8_e4m3fn"
 
 
@@ -318,8 +371,14 @@ def test_w8a8_fp8_and_mxfp4_presets() -> None:
     ("kwargs", "message"),
     [
         (dict(enable_observer=10, enable_fake_quant=5), "enable_fake_quant (5) must be >= enable_observer (10)"),
-        (dict(enable_observer=5, enable_fake_quant=5, disable_observer=5), "disable_observer (5) must be > enable_observer (5)"),
-        (dict(enable_observer=0, enable_fake_quant=8, disable_observer=4), "disable_observer (4) must be >= enable_fake_quant (8)"),
+        (
+            dict(enable_observer=5, enable_fake_quant=5, disable_observer=5),
+            "disable_observer (5) must be > enable_observer (5)",
+        ),
+        (
+            dict(enable_observer=0, enable_fake_quant=8, disable_observer=4),
+            "disable_observer (4) must be >= enable_fake_quant (8)",
+        ),
         (dict(enable_observer=-1), "enable_observer (-1) must be >= 0"),
     ],
 )

@@ -22,14 +22,20 @@ TRICKY = [
     "a: &r [*r:]\n",  # libyaml ends the alias name at `:`, ruamel reads `r:`
     "a: |\n  x\nb: >#-\n  f\n",  # block scalar header libyaml accepts and ruamel refuses
     "a: >-\n  f\n  g\nb: |+\n  x\n\n",  # folded and literal block scalars
-    "a:\u2028b: 1\n", "a: b\x85c: d\n",  # line breaks only in YAML 1.1
+    "a:\u2028b: 1\n",
+    "a: b\x85c: d\n",  # line breaks only in YAML 1.1
     "a: 1",  # no final newline: libyaml's end mark is on a line that does not exist
     "quantization_con\tfig: {}\n",  # tabs
     "%YAML 1.1\n---\na: yes\nb: 017\n",  # directives change resolution
     "x: !!python/object/app!ly:os.system [a]\n",  # tags libyaml accepts and ruamel refuses
     "a: !!str 1\nb: !!int '2'\n",
     "a: &x 1\nb: &x 2\nc: *x\n",  # reused anchor: a warning, not an error
-    "a: *nope\n", "op: {*: 1}\n", "--- 1\n--- 2\n", "", "---\n", "a: [\n",
+    "a: *nope\n",
+    "op: {*: 1}\n",
+    "--- 1\n--- 2\n",
+    "",
+    "---\n",
+    "a: [\n",
     "- \n- x\n-\n",  # empty sequence items
     "a: &e\nb: *e\n",  # anchored empty value
     "x: {a: 1}\ny:\n  <<:\n  b: 2\n",  # empty merge value
@@ -48,8 +54,14 @@ def _parse(text: str) -> tuple:
         d = yamldoc.parse_document(text, "f.yaml")
     except ConfigError as e:
         return ("error", repr(e.diagnostics))
-    return ("ok", repr(d.value), sorted(map(repr, d.key_spans.items())), sorted(map(repr, d.value_spans.items())),
-            sorted(map(repr, d.empty)), repr(d.warnings))
+    return (
+        "ok",
+        repr(d.value),
+        sorted(map(repr, d.key_spans.items())),
+        sorted(map(repr, d.value_spans.items())),
+        sorted(map(repr, d.empty)),
+        repr(d.warnings),
+    )
 
 
 def _both(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple, tuple]:
@@ -90,8 +102,38 @@ def test_deep_nesting_is_an_error_with_the_same_span(composer: str) -> None:
 
 
 # -- property: random YAML texts read the same through both composers ---------------------------
-_SCALARS = ["", "''", "null", "~", "0x1F", "0o17", "017", "1e3", ".inf", "-.5", "yes", "True", "2001-12-14", "=", "<<",
-            "a:b", "x #y", "'it''s'", '"\\u00e9"', "é😀", "a b", '"*"', "[]", "{}", "12:30", "int8", "enc\\..*", "*a", "*b:", "&b"]
+_SCALARS = [
+    "",
+    "''",
+    "null",
+    "~",
+    "0x1F",
+    "0o17",
+    "017",
+    "1e3",
+    ".inf",
+    "-.5",
+    "yes",
+    "True",
+    "2001-12-14",
+    "=",
+    "<<",
+    "a:b",
+    "x #y",
+    "'it''s'",
+    '"\\u00e9"',
+    "é😀",
+    "a b",
+    '"*"',
+    "[]",
+    "{}",
+    "12:30",
+    "int8",
+    "enc\\..*",
+    "*a",
+    "*b:",
+    "&b",
+]
 _KEYS = ["a", "'0'", "0", "weight", '"*"', "<<", "null", "1.5", "? k", "[1]", "''"]
 
 

@@ -5,7 +5,7 @@ The passes never spell op names themselves; they ask this module, which asks ``o
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from qplan.compiler import ops as _ops
 
@@ -22,19 +22,19 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _info(op_type: str) -> _ops.OpInfo | None:
     return _ops.OP_TABLE.get(_ops.normalize_op_type(op_type) or "")
 
 
-@lru_cache(maxsize=None)
+@cache
 def op_class(op_type: str) -> str | None:
     """`compute`, `value_preserving`, `pass_through`, `known`; None for ops never quantized at op level."""
     info = _info(op_type)
     return None if info is None or info.cls == "ignore" else info.cls
 
 
-@lru_cache(maxsize=None)
+@cache
 def input_name(op_type: str, i: int) -> str | None:
     """The op table's name for input `i` of `op_type` (list inputs: the list's name), or None."""
     info = _info(op_type)
@@ -45,7 +45,7 @@ def input_name(op_type: str, i: int) -> str | None:
     return info.inputs[i] if i < len(info.inputs) else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def state_slots(op_type: str) -> tuple[str, ...]:
     """The op table's state slots of `op_type` (`weight`, `bias`, ...); other states are custom."""
     info = _info(op_type)
@@ -59,7 +59,7 @@ def is_int_input(op_type: str, i: int) -> bool:
     return info is not None and name is not None and name in info.int_inputs
 
 
-@lru_cache(maxsize=None)
+@cache
 def weight_axis(op_type: str, granularity: str) -> int | None:
     """Default axis of a weight read by `op_type` for `per_channel` / `per_block`, or None."""
     info = _info(op_type)
@@ -68,7 +68,7 @@ def weight_axis(op_type: str, granularity: str) -> int | None:
     return info.per_channel_axis if granularity == "per_channel" else info.per_block_axis
 
 
-@lru_cache(maxsize=None)
+@cache
 def normalize_key(key: str) -> str | None:
     """The canonical op type of a config key, or None when the key is not in the table."""
     name = _ops.normalize_op_type(key)

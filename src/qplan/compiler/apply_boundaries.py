@@ -33,16 +33,21 @@ def apply_boundaries(state: State) -> State:
             continue
         parts = choice.rule.parts
         # an input spec serves the reads inside the module's subtree, an output spec those outside it
-        for field, slot, values, inside in (("module_input_spec", "in", m.inputs, True),
-                                            ("module_output_spec", "out", m.outputs, False)):
+        for field, slot, values, inside in (
+            ("module_input_spec", "in", m.inputs, True),
+            ("module_output_spec", "out", m.outputs, False),
+        ):
             for i, src in enumerate(values):
                 found = lookup_tensor_spec(getattr(cfg, field), (str(i),))
                 if found is None or src is None:
                     continue
                 key, spec, _ = found
                 r = state.root.get(src, src)
-                readers = [x for x, mod in state.readers_of_root.get(r, ())
-                           if (mod is not None and _inside(mod, m.path)) == inside]
+                readers = [
+                    x
+                    for x, mod in state.readers_of_root.get(r, ())
+                    if (mod is not None and _inside(mod, m.path)) == inside
+                ]
                 op = Opinion(spec=concrete_spec(spec, "activation"), parts=(*parts, field, key), module=m.path)
                 _override(state, f"{m.path}:{slot}{i}", r, readers, op)
         for name, fqn in m.states.items():
@@ -80,9 +85,14 @@ def _override(state: State, address: str, root: str, readers: list[str], op: Opi
         if op.spec is None:
             continue
         state.reads[reader] = Read(
-            reader=reader, root=root, opinion=op, order=_order(state, reader), tag=address,
+            reader=reader,
+            root=root,
+            opinion=op,
+            order=_order(state, reader),
+            tag=address,
             extra_beaten=(old.opinion.parts,) if old is not None else (),
-            sched_module=op.module, fallback_module=op.module,
+            sched_module=op.module,
+            fallback_module=op.module,
         )
     what = "read float" if op.spec is None else f"share one {describe_spec(op.spec)} fake-quant at `{address}`"
     state.decisions.append(

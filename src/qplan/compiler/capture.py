@@ -81,7 +81,16 @@ from qplan.compiler.inventory import Inventory, ModuleInfo, Op, TensorRef
 from qplan.compiler.ops import ARG_ALIASES, OP_TABLE, normalize_op_type
 from qplan.diagnostics import QplanError
 
-__all__ = ["Capture", "capture", "EagerOpNamer", "OpCall", "InputSlot", "CaptureError", "op_type_of", "has_tracked_float"]
+__all__ = [
+    "Capture",
+    "capture",
+    "EagerOpNamer",
+    "OpCall",
+    "InputSlot",
+    "CaptureError",
+    "op_type_of",
+    "has_tracked_float",
+]
 
 Mode = Literal["graph", "eager"]
 _UNLISTED = ("pass_through", "ignore")
@@ -634,7 +643,7 @@ def _capture_eager(model: nn.Module, args: tuple) -> Capture:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), namer.session(args):
             out = model(*args)
             outputs = tuple(namer.source_of(t) for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor))
-    except Exception as e:  # noqa: BLE001 - the model's own error, reported once
+    except Exception as e:
         raise CaptureError(f"the forward of `{_class_path(type(model))}` failed: {_first_line(e)}") from e
     finally:
         with torch.no_grad():
@@ -669,6 +678,8 @@ def _flat_nodes(x: Any) -> Iterator[Any]:
 
 from torch.fx.experimental.proxy_tensor import (  # noqa: E402 - graph mode only; loaded by `import torch`
     get_proxy_mode as _get_proxy_mode,
+)
+from torch.fx.experimental.proxy_tensor import (  # noqa: E402
     get_proxy_slot as _get_proxy_slot,
 )
 
@@ -818,7 +829,7 @@ def _capture_graph(model: nn.Module, args: tuple) -> Capture:
     """Graph capture with the cyclic GC paused: export and the walk allocate many objects, and each
     full collection over them and the model (~0.3 s at 1024 layers) would land in the middle; the
     cyclic garbage export leaves meanwhile is a few MB, collected once the GC is back on."""
-    from qplan.compiler.pipeline import gc_paused
+    from qplan.compiler.gc_pause import gc_paused
 
     with gc_paused():
         return _export_and_walk(model, args)
@@ -830,7 +841,7 @@ def _export_and_walk(model: nn.Module, args: tuple) -> Capture:
     try:
         with torch.random.fork_rng(devices=[]), tagger.active(model):
             ep = torch.export.export(model, args, strict=False)
-    except Exception as e:  # noqa: BLE001 - export raises many types; report one
+    except Exception as e:
         raise CaptureError(
             f"torch.export failed for `{_class_path(type(model))}`: {_first_line(e)}; "
             "help: fix the model for torch.export, or capture with mode `eager`"

@@ -116,8 +116,16 @@ def codes_markdown() -> str:
         "",
     ]
     for code, info in CODES.items():
-        lines += [f"## `{code}` ({info.level})", "", f"**What.** {info.what}", "", f"**Why.** {info.why}", "",
-                  f"**Fix.** {info.fix}", ""]
+        lines += [
+            f"## `{code}` ({info.level})",
+            "",
+            f"**What.** {info.what}",
+            "",
+            f"**Why.** {info.why}",
+            "",
+            f"**Fix.** {info.fix}",
+            "",
+        ]
     return "\n".join(lines)
 
 

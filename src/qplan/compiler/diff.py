@@ -105,7 +105,9 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
             entries.append(EntryDiff(address=address, kind="removed", entry=x))
         else:
             changes = tuple(
-                FieldChange(field=k, a=x.get(k), b=y.get(k)) for k in sorted(x.keys() | y.keys()) if x.get(k) != y.get(k)
+                FieldChange(field=k, a=x.get(k), b=y.get(k))
+                for k in sorted(x.keys() | y.keys())
+                if x.get(k) != y.get(k)
             )
             if changes:
                 entries.append(EntryDiff(address=address, kind="changed", changes=changes))

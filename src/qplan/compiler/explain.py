@@ -59,13 +59,17 @@ def explain(plan: Plan, address: str) -> Explanation:
     entries = tuple(
         q
         for q in plan.quantizers
-        if address in (q.address, q.source) or address in q.readers or address in map(_op_of, q.readers)
+        if address in (q.address, q.source)
+        or address in q.readers
+        or address in map(_op_of, q.readers)
         or address == _op_of(q.address)
     )
     touched = {address}
     for q in entries:
         touched.update((q.address, q.source, *q.readers))
-    decisions = tuple(d for d in plan.decisions if touched.intersection(d.subjects) or address in map(_op_of, d.subjects))
+    decisions = tuple(
+        d for d in plan.decisions if touched.intersection(d.subjects) or address in map(_op_of, d.subjects)
+    )
     if not entries and not decisions:
         known = known_addresses(plan)
         if address not in known:

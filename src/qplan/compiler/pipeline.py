@@ -17,11 +17,9 @@ Each pass is a plain function ``State -> State`` in its own module; order matter
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -30,6 +28,7 @@ from qplan.compiler.apply_boundaries import apply_boundaries
 from qplan.compiler.assign_schedules import assign_schedules
 from qplan.compiler.codes import strictify
 from qplan.compiler.fuse import fuse
+from qplan.compiler.gc_pause import gc_paused
 from qplan.compiler.intern_specs import intern_specs
 from qplan.compiler.inventory import Inventory
 from qplan.compiler.place_quantizers import place_quantizers
@@ -63,19 +62,6 @@ PASSES: tuple[Pass, ...] = (
 )
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: compiling allocates many small acyclic records, and full collections
-    over them (with a large model alive in the process) would make compile time superlinear."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable[[State], None] | None = None) -> State:
     """Run `passes` in order, calling `check` (e.g. ``State.lint``) after each one."""
     with gc_paused():
@@ -100,7 +86,9 @@ def config_source(config: Any) -> tuple[QuantizerConfig, str, str, dict]:
         from qplan.schema.loader import load_config
 
         return config_source(load_config(config))
-    raise TypeError(f"config must be a QuantizerConfig, a LoadedConfig, a path or YAML text, got `{type(config).__name__}`")
+    raise TypeError(
+        f"config must be a QuantizerConfig, a LoadedConfig, a path or YAML text, got `{type(config).__name__}`"
+    )
 
 
 def _relative_name(name: str) -> str:

@@ -41,8 +41,16 @@ def place_quantizers(state: State) -> State:
                 order = _output_order(state, read.root)
         opinion = producer if role == "output" else read.opinion
         groups[key] = Entry(
-            address=address, role=role, source=read.root, spec=read.opinion.spec, schedule=read.schedule,
-            readers=[read.reader], opinion=opinion, order=order, shape=shape, dtype=dtype,
+            address=address,
+            role=role,
+            source=read.root,
+            spec=read.opinion.spec,
+            schedule=read.schedule,
+            readers=[read.reader],
+            opinion=opinion,
+            order=order,
+            shape=shape,
+            dtype=dtype,
             extra_beaten=() if role == "output" else read.extra_beaten,
         )
     state.entries.extend(groups.values())
@@ -51,8 +59,16 @@ def place_quantizers(state: State) -> State:
         shape, dtype = state.tensor[addr]
         state.entries.append(
             Entry(
-                address=addr, role="output", source=addr, spec=o.spec, schedule=schedule_for(state, o.module),
-                readers=[], opinion=o, order=_output_order(state, addr), shape=shape, dtype=dtype,
+                address=addr,
+                role="output",
+                source=addr,
+                spec=o.spec,
+                schedule=schedule_for(state, o.module),
+                readers=[],
+                opinion=o,
+                order=_output_order(state, addr),
+                shape=shape,
+                dtype=dtype,
             )
         )
     state.entries.sort(key=lambda e: (e.order, e.address))

@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from qplan.diagnostics import Diagnostic
+from qplan.plan_format import PLAN_FORMAT, PLAN_VERSION
 from qplan.schema.types import QATSchedule
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
     "load_plan",
 ]
 
-PLAN_FORMAT = "qplan.plan"
-PLAN_VERSION = 1
 
 Role = Literal["input", "output", "state", "boundary"]
 
@@ -155,7 +154,9 @@ def decode_plan(data: bytes | str) -> Plan:
         raise ValueError(f"plan version {plan.version} is not supported (expected {PLAN_VERSION})")
     for q in plan.quantizers:
         if q.spec not in plan.specs:
-            raise ValueError(f"quantizer `{q.id}` at `{q.address}` names spec `{q.spec}`, which `specs` does not define")
+            raise ValueError(
+                f"quantizer `{q.id}` at `{q.address}` names spec `{q.spec}`, which `specs` does not define"
+            )
     return plan
 
 

@@ -36,18 +36,28 @@ def _axis(state: State, e: Entry, axis: int | None, kind: str) -> int | None:
     ndim = len(e.shape)
     if axis is None:
         if e.role != "state":
-            _error(state, e, "missing-axis", f"activation `{e.address}` uses {kind} without an axis",
-                   help="activations need an explicit `granularity.axis`")
+            _error(
+                state,
+                e,
+                "missing-axis",
+                f"activation `{e.address}` uses {kind} without an axis",
+                help="activations need an explicit `granularity.axis`",
+            )
             return None
         axis = _optable.weight_axis(e.axis_op, kind) if e.axis_op else None
         if axis is None:
-            _error(state, e, "missing-axis",
-                   f"weight `{e.address}` uses {kind} without an axis, and op type `{e.axis_op}` has no default",
-                   help="set `granularity.axis` for this tensor")
+            _error(
+                state,
+                e,
+                "missing-axis",
+                f"weight `{e.address}` uses {kind} without an axis, and op type `{e.axis_op}` has no default",
+                help="set `granularity.axis` for this tensor",
+            )
             return None
     if not -ndim <= axis < ndim:
-        _error(state, e, "axis-out-of-range",
-               f"axis {axis} is out of range for `{e.address}` with shape {list(e.shape)}")
+        _error(
+            state, e, "axis-out-of-range", f"axis {axis} is out of range for `{e.address}` with shape {list(e.shape)}"
+        )
         return None
     return axis % ndim
 
@@ -56,8 +66,12 @@ def _block(state: State, e: Entry, g: PerBlockGranularity) -> None:
     shape = e.shape
     if isinstance(g.block_size, tuple):
         if len(g.block_size) != len(shape):
-            _error(state, e, "axis-out-of-range",
-                   f"block_size {list(g.block_size)} needs one entry per dim of `{e.address}` with shape {list(shape)}")
+            _error(
+                state,
+                e,
+                "axis-out-of-range",
+                f"block_size {list(g.block_size)} needs one entry per dim of `{e.address}` with shape {list(shape)}",
+            )
             return
         bad = [d for d, b in enumerate(g.block_size) if b != -1 and shape[d] % b]
         e.block_size = tuple(g.block_size)
@@ -69,7 +83,11 @@ def _block(state: State, e: Entry, g: PerBlockGranularity) -> None:
         return
     e.axis, e.block_size = axis, g.block_size
     if shape[axis] % g.block_size:
-        _skip(state, e, f"block_size {g.block_size} does not divide dim {axis} (size {shape[axis]}) of shape {list(shape)}")
+        _skip(
+            state,
+            e,
+            f"block_size {g.block_size} does not divide dim {axis} (size {shape[axis]}) of shape {list(shape)}",
+        )
 
 
 def _error(state: State, e: Entry, code: str, message: str, help: str | None = None) -> None:
@@ -81,6 +99,10 @@ def _error(state: State, e: Entry, code: str, message: str, help: str | None = N
 def _skip(state: State, e: Entry, why: str) -> None:
     e.dropped = True
     parts = e.opinion.parts
-    state.report("block-not-divisible", f"`{e.address}` stays float: {why}", parts,
-                 help="choose a block size that divides the dimension")
+    state.report(
+        "block-not-divisible",
+        f"`{e.address}` stays float: {why}",
+        parts,
+        help="choose a block size that divides the dimension",
+    )
     state.decisions.append(Decision(kind="skipped", subjects=(e.address,), reason=f"left float: {why}"))

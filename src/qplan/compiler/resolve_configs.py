@@ -32,10 +32,12 @@ def resolve_configs(state: State) -> State:
     cfg = state.config
     modules = state.inventory.modules
     name_rules = [
-        Rule("name", k, i, (_QC, "module_name_configs", k), v) for i, (k, v) in enumerate(cfg.module_name_configs.items())
+        Rule("name", k, i, (_QC, "module_name_configs", k), v)
+        for i, (k, v) in enumerate(cfg.module_name_configs.items())
     ]
     type_rules = [
-        Rule("type", k, i, (_QC, "module_type_configs", k), v) for i, (k, v) in enumerate(cfg.module_type_configs.items())
+        Rule("type", k, i, (_QC, "module_type_configs", k), v)
+        for i, (k, v) in enumerate(cfg.module_type_configs.items())
     ]
     global_rule = Rule("global", None, 0, (_QC, "global_config"), cfg.global_config)
 
@@ -116,8 +118,12 @@ def _report_selectors(state: State, name_rules, type_rules, matched, won) -> Non
             if path in ambiguous:
                 continue
             choices = paths if r.level == "name" else qualnames
-            state.report("unmatched-selector", f"{what} `{r.key}` matched no module", r.parts,
-                         help=did_you_mean(r.key.replace("\\", ""), choices))
+            state.report(
+                "unmatched-selector",
+                f"{what} `{r.key}` matched no module",
+                r.parts,
+                help=did_you_mean(r.key.replace("\\", ""), choices),
+            )
         elif (r.level, r.index) not in won:
             state.report(
                 "shadowed-rule",

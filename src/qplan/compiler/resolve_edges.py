@@ -56,13 +56,22 @@ def resolve_edges(state: State) -> State:
                     continue
                 extra = (producer.parts,) if producer is not None and producer.parts != consumer.parts else ()
                 state.reads[reader] = Read(
-                    reader=reader, root=r, opinion=consumer, order=(k, i), extra_beaten=extra,
-                    sched_module=op.module, fallback_module=producer.module if producer else op.module,
+                    reader=reader,
+                    root=r,
+                    opinion=consumer,
+                    order=(k, i),
+                    extra_beaten=extra,
+                    sched_module=op.module,
+                    fallback_module=producer.module if producer else op.module,
                 )
             elif producer is not None and producer.spec is not None:
                 state.reads[reader] = Read(
-                    reader=reader, root=r, opinion=producer, order=(k, i),
-                    sched_module=op.module, fallback_module=producer.module,
+                    reader=reader,
+                    root=r,
+                    opinion=producer,
+                    order=(k, i),
+                    sched_module=op.module,
+                    fallback_module=producer.module,
                 )
 
     n = len(ops)
@@ -75,8 +84,12 @@ def resolve_edges(state: State) -> State:
         producer = state.out_opinion.get(r)
         if producer is not None and producer.spec is not None and state.is_float(r):
             state.reads[reader] = Read(
-                reader=reader, root=r, opinion=producer, order=(n, j),
-                sched_module=producer.module, fallback_module=producer.module,
+                reader=reader,
+                root=r,
+                opinion=producer,
+                order=(n, j),
+                sched_module=producer.module,
+                fallback_module=producer.module,
             )
 
     for op in ops:
@@ -84,7 +97,9 @@ def resolve_edges(state: State) -> State:
             addr = op.output_address(j)
             o = state.out_opinion.get(addr)
             if (
-                o is not None and o.spec is not None and addr not in state.direct_readers
+                o is not None
+                and o.spec is not None
+                and addr not in state.direct_readers
                 and addr not in state.model_outputs
             ):
                 state.dangling.append(addr)

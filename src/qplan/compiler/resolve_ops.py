@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 
 from qplan.compiler import _optable
 from qplan.compiler.state import (
-    FLOAT_DTYPES, ModuleChoice, Opinion, OpRule, Parts, Rule, State, concrete_spec, lookup_tensor_spec,
+    FLOAT_DTYPES,
+    ModuleChoice,
+    Opinion,
+    OpRule,
+    Parts,
+    Rule,
+    State,
+    concrete_spec,
+    lookup_tensor_spec,
 )
 from qplan.schema.types import OpQuantizerConfig
 from qplan.suggest import did_you_mean
@@ -127,10 +135,14 @@ def _report_unknown_op_types(state: State) -> None:
     for level in ("module_type_configs", "module_name_configs"):
         rules += [(("quantization_config", level, k), v) for k, v in getattr(cfg, level).items()]
     for parts, mcfg in rules:
-        for key in (mcfg.op_type_config if mcfg is not None else ()):
+        for key in mcfg.op_type_config if mcfg is not None else ():
             if _optable.normalize_key(key) is None:
-                state.report("unknown-op-type", f"op type `{key}` is not in the op table",
-                             (*parts, "op_type_config", key), help=_optable.suggest(key))
+                state.report(
+                    "unknown-op-type",
+                    f"op type `{key}` is not in the op table",
+                    (*parts, "op_type_config", key),
+                    help=_optable.suggest(key),
+                )
 
 
 def _choice_for(state: State, module: str) -> ModuleChoice:
@@ -161,7 +173,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     cfg = orule.config
     if cfg is None:  # a null op config declines every tensor of the op
         decline = Opinion(spec=None, parts=orule.parts, beaten=orule.beaten, module=op.module)
-        for i, t in enumerate(op.inputs):
+        for i in range(len(op.inputs)):
             state.in_opinion[op.input_address(i)] = decline
         for j, _ in enumerate(op.outputs):
             state.out_opinion[op.output_address(j)] = decline
@@ -237,9 +249,13 @@ def _report_one(state: State, parts: Parts, table: _RuleTable, level: str, i: in
     if table.governed_ops == 0:
         return  # the module rule itself governs nothing; module-level diagnostics say so
     if (level, i) not in table.matched:
-        state.report("unmatched-selector", f"{what} matched no op governed by `{state.path(parts[:-2])}`", parts,
-                     help=hint)
+        state.report(
+            "unmatched-selector", f"{what} matched no op governed by `{state.path(parts[:-2])}`", parts, help=hint
+        )
     elif (level, i) not in table.won:
-        state.report("shadowed-rule",
-                     f"{what} matches ops but never wins: a later op_name_config/op_type_config entry beats it", parts,
-                     help="remove it, or declare it after the entries that beat it")
+        state.report(
+            "shadowed-rule",
+            f"{what} matches ops but never wins: a later op_name_config/op_type_config entry beats it",
+            parts,
+            help="remove it, or declare it after the entries that beat it",
+        )

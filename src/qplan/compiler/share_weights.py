@@ -77,8 +77,16 @@ def share_weights(state: State) -> State:
         shape, dtype = state.tensor[fqn]
         state.entries.append(
             Entry(
-                address=fqn, role="state", source=fqn, spec=chosen.spec, schedule=schedule, readers=readers,
-                opinion=chosen, order=(first_k, _STATE_SLOT + first_s), shape=shape, dtype=dtype,
+                address=fqn,
+                role="state",
+                source=fqn,
+                spec=chosen.spec,
+                schedule=schedule,
+                readers=readers,
+                opinion=chosen,
+                order=(first_k, _STATE_SLOT + first_s),
+                shape=shape,
+                dtype=dtype,
                 axis_op=deciding[3].op_type,
             )
         )

@@ -39,7 +39,16 @@ from qplan.schema.types import (
 )
 
 __all__ = [
-    "Rule", "ModuleChoice", "OpRule", "Opinion", "Read", "Entry", "State", "FLOAT_DTYPES", "describe_spec", "concrete_spec",
+    "Rule",
+    "ModuleChoice",
+    "OpRule",
+    "Opinion",
+    "Read",
+    "Entry",
+    "State",
+    "FLOAT_DTYPES",
+    "describe_spec",
+    "concrete_spec",
     "lookup_tensor_spec",
 ]
 

@@ -73,6 +73,7 @@ def _running() -> list[Interceptor]:
         running = _LOCAL.running = []
     return running
 
+
 _INNER_FORWARD = "_qplan_inner_forward"  # an instance-level forward the wrapper replaced
 
 
@@ -321,7 +322,9 @@ class Interceptor(EagerOpNamer):
         hit = self.side.get(id(t))
         return hit[1] if hit is not None and hit[0] is t else None
 
-    def _substitute(self, call: OpCall, args: tuple, kwargs: dict, subs: dict[int, tuple[int, ...]]) -> tuple[tuple, dict]:
+    def _substitute(
+        self, call: OpCall, args: tuple, kwargs: dict, subs: dict[int, tuple[int, ...]]
+    ) -> tuple[tuple, dict]:
         new: dict[int, torch.Tensor] = {}
         for slot in call.inputs:
             entries = subs.get(slot.index)

@@ -591,7 +591,9 @@ class FakeQuantize(nn.Module):
             offset = b[self._offset_name] if self._offset_name is not None else None
         kind = self._int_kind
         if kind == "sym":
-            return _fq_int(ctx, x, scale, inv, b["_zp_t"] if self._zp_const else None, None, self.quant_min, self.quant_max)
+            return _fq_int(
+                ctx, x, scale, inv, b["_zp_t"] if self._zp_const else None, None, self.quant_min, self.quant_max
+            )
         if kind == "asym":
             return _fq_int(ctx, x, scale, inv, offset, None, self.quant_min, self.quant_max)
         return _fq_int(ctx, x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
@@ -741,7 +743,11 @@ class FakeQuantize(nn.Module):
         return q, scale, offset
 
     def dequantize(
-        self, q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor | None = None, dtype: torch.dtype = torch.float32
+        self,
+        q: torch.Tensor,
+        scale: torch.Tensor,
+        offset: torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Inverse of :meth:`quantize_for_storage`: the float values of ``q`` (packed fp4 accepted as uint8
         or ``torch.float4_e2m1fn_x2``)."""
@@ -794,4 +800,3 @@ def make_fake_quantize(
     if spec.fake_quantize != "default":
         raise ValueError(f"unsupported fake_quantize class `{spec.fake_quantize}` for `{name}`; expected `default`")
     return FakeQuantize(spec, shape, role=role, name=name)
-

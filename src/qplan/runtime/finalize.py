@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers torch.ops.quantized_decomposed)
+import torch.ao.quantization.fx._decomposed
 from torch import fx, nn
 
 from qplan.diagnostics import QplanError
@@ -67,7 +67,9 @@ class QuantizedWeight(nn.Module):
         self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
         self.storage = fq.storage_dtype
         self.register_buffer("scale", scale.detach().clone())
-        self.register_buffer("zero_point" if not fq.use_minval else "minval", None if offset is None else offset.clone())
+        self.register_buffer(
+            "zero_point" if not fq.use_minval else "minval", None if offset is None else offset.clone()
+        )
         self.register_buffer("q", own)
 
     def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,7 +111,9 @@ class QuantizeDequantize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "int":
             q = _qd.quantize_per_tensor(x, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
-            return _qd.dequantize_per_tensor(q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
+            return _qd.dequantize_per_tensor(
+                q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
+            )
         if self.kind == "float8":
             q = torch.clamp(x * (1.0 / self.scale), -self.fmax, self.fmax).to(self.storage)
             return q.to(x.dtype) * self.scale
@@ -252,7 +256,7 @@ def finalize(quantizer: Quantizer) -> torch.export.ExportedProgram:
                 shapes = (shapes,)  # the prepared eager forward is `forward(*args, **kwargs)`
             try:  # any batch size, like the prepared model
                 return torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
-            except Exception:  # noqa: BLE001 - a model that specializes its batch size exports statically
+            except Exception:
                 pass
         return torch.export.export(module, args, strict=False)
 

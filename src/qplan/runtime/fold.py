@@ -105,8 +105,10 @@ def _fold_one(gm: fx.GraphModule, bn: fx.Node, weight_fqn: str) -> bool:
             s = graph.call_function(_aten.mul.Tensor, (gamma, s))
         s_w = graph.call_function(_aten.reshape.default, (s, [-1] + [1] * (ndim - 1)))
         w_fold = graph.call_function(_aten.mul.Tensor, (param, s_w))
-        centred = graph.call_function(_aten.neg.default, (mean,)) if bias is None else graph.call_function(
-            _aten.sub.Tensor, (bias, mean)
+        centred = (
+            graph.call_function(_aten.neg.default, (mean,))
+            if bias is None
+            else graph.call_function(_aten.sub.Tensor, (bias, mean))
         )
         b_fold = graph.call_function(_aten.mul.Tensor, (centred, s))
         if beta is not None:
@@ -173,6 +175,4 @@ def materialize_folds(gm: fx.GraphModule) -> dict[fx.Node, torch.Tensor]:
     """Values of the folded weights and biases of ``gm`` (keyed by their fold nodes)."""
     memo: dict[fx.Node, Any] = {}
     with torch.no_grad():
-        return {
-            n: _evaluate(gm, n, memo) for n in gm.graph.nodes if n.meta.get(FOLD_META) in ("weight", "bias")
-        }
+        return {n: _evaluate(gm, n, memo) for n in gm.graph.nodes if n.meta.get(FOLD_META) in ("weight", "bias")}

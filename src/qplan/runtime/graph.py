@@ -134,7 +134,9 @@ def _path(start: fx.Node, src: fx.Node, where: str) -> list[fx.Node]:
     return path
 
 
-def _through(graph: fx.Graph, fq: fx.Node, src: fx.Node, path: list[fx.Node], copies: dict[fx.Node, fx.Node]) -> fx.Node:
+def _through(
+    graph: fx.Graph, fq: fx.Node, src: fx.Node, path: list[fx.Node], copies: dict[fx.Node, fx.Node]
+) -> fx.Node:
     """Copy the pass-through ``path`` onto the fake-quantized value (each node once per entry)."""
     prev_orig, prev_new = src, fq
     for orig in path:
@@ -336,7 +338,7 @@ def export_batch_dynamic(model: nn.Module, args: tuple, like: Any = None) -> Any
     """
     try:
         ep = torch.export.export(model, args, dynamic_shapes=batch_dynamic_shapes(args), strict=False)
-    except Exception:  # noqa: BLE001 - export raises many types; the static capture is the fallback
+    except Exception:
         return None
     if like is not None:
         targets = {n.name: (n.op, n.target) for n in ep.graph.nodes}

@@ -64,7 +64,9 @@ def int_range(dtype: str, qscheme: str) -> tuple[int, int]:
     try:
         bits = INT_BITS[dtype]
     except KeyError:
-        raise ValueError(f"`{dtype}` is not an integer quantization dtype; expected one of {', '.join(INT_BITS)}") from None
+        raise ValueError(
+            f"`{dtype}` is not an integer quantization dtype; expected one of {', '.join(INT_BITS)}"
+        ) from None
     if dtype.startswith("u"):
         return 0, 2**bits - 1
     qmax = 2 ** (bits - 1) - 1

@@ -95,7 +95,9 @@ def _with_exported(cap: Any, ep: Any) -> Any:
 class Quantizer:
     """Applies one plan (or a config compiled on the fly) to one model."""
 
-    def __init__(self, model: nn.Module, plan_or_config: Plan | QuantizerConfig | str | Path, *, mode: str | None = None):
+    def __init__(
+        self, model: nn.Module, plan_or_config: Plan | QuantizerConfig | str | Path, *, mode: str | None = None
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected an nn.Module, got `{type(model).__name__}`")
         self.model = model
@@ -126,7 +128,7 @@ class Quantizer:
         args = _as_tuple(example_inputs)
         try:
             work = copy.deepcopy(self.model)  # the user's model is never modified
-        except Exception as e:  # noqa: BLE001 - deepcopy raises whatever an attribute raises
+        except Exception as e:
             raise QplanError(
                 f"cannot copy `{type(self.model).__name__}` to prepare it ({type(e).__name__}: {e}); "
                 "help: make the model deep-copyable (prepare never modifies the original)"
@@ -187,8 +189,13 @@ class Quantizer:
             from torch.utils import _pytree as pytree
 
             if not any(isinstance(a, nn.Module) for a in pytree.tree_leaves(args)):
-                for table in ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
-                              "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+                for table in (
+                    "_forward_pre_hooks",
+                    "_forward_pre_hooks_with_kwargs",
+                    "_forward_hooks",
+                    "_forward_hooks_with_kwargs",
+                    "_forward_hooks_always_called",
+                ):
                     getattr(gm, table).clear()
         return gm
 
@@ -266,9 +273,8 @@ class Quantizer:
     def _apply_schedules(self) -> None:
         s = self.step_count
         for m, sch in self._schedules:
-            stop = sch.disable_observer
-            m.enable_observer(sch.enable_observer <= s and (stop is None or s < stop))
-            m.enable_fake_quant(s >= sch.enable_fake_quant)
+            m.enable_observer(sch.observer_on(s))
+            m.enable_fake_quant(sch.fake_quant_on(s))
 
     def _manual(self, what: str, observer: bool | None, fake_quant: bool | None) -> None:
         self._require_prepared()
@@ -302,4 +308,3 @@ class Quantizer:
 
         self._require_prepared()
         return finalize(self)
-

@@ -36,8 +36,14 @@ REGENERATE = "python -m qplan.schema.jsonschema > src/qplan/schema/schema.json"
 
 _FLOAT_DTYPES = [*T.FLOAT_DTYPES, *(a for a, d in T.DTYPE_ALIASES.items() if d in T.FLOAT_DTYPES)]
 _STRUCTS = (
-    T.QuantizerConfig, T.ModuleQuantizerConfig, T.OpQuantizerConfig, T.QuantizationSpec, T.QATSchedule,
-    T.PerTensorGranularity, T.PerChannelGranularity, T.PerBlockGranularity,
+    T.QuantizerConfig,
+    T.ModuleQuantizerConfig,
+    T.OpQuantizerConfig,
+    T.QuantizationSpec,
+    T.QATSchedule,
+    T.PerTensorGranularity,
+    T.PerChannelGranularity,
+    T.PerBlockGranularity,
 )
 
 
@@ -67,7 +73,12 @@ def config_schema() -> dict[str, Any]:
         "description": mode["description"],
         "anyOf": [
             {"$ref": mode["$ref"]},
-            {"type": "string", "pattern": "^[pP][tT]2[eE]$", "deprecated": True, "description": "Deprecated alias of `graph`."},
+            {
+                "type": "string",
+                "pattern": "^[pP][tT]2[eE]$",
+                "deprecated": True,
+                "description": "Deprecated alias of `graph`.",
+            },
         ],
         "default": mode["default"],
     }
@@ -148,10 +159,12 @@ def _spec_rules(spec: dict) -> None:
         _when({"properties": {"scale_dtype": {"type": "string"}}, "required": ["scale_dtype"]}, float_dtype),
         _when(
             {"properties": {"qparam_calculator_cls": {"const": "dynamic"}}, "required": ["qparam_calculator_cls"]},
-            {"properties": {
-                "qscheme": {"not": {"const": "symmetric_with_clipping"}},
-                "float_range": {"prefixItems": [{"type": "null"}, {"type": "null"}]},
-            }},
+            {
+                "properties": {
+                    "qscheme": {"not": {"const": "symmetric_with_clipping"}},
+                    "float_range": {"prefixItems": [{"type": "null"}, {"type": "null"}]},
+                }
+            },
         ),
     ]
 
@@ -164,8 +177,10 @@ def _granularity_rules(defs: dict) -> None:
         {"type": "array", "minItems": 1, "items": {"anyOf": [{"const": -1}, {"type": "integer", "minimum": 1}]}},
     ]
     block["allOf"] = [
-        _when({"properties": {"block_size": {"type": "array"}}, "required": ["block_size"]},
-              {"properties": {"axis": {"type": "null"}}}),
+        _when(
+            {"properties": {"block_size": {"type": "array"}}, "required": ["block_size"]},
+            {"properties": {"axis": {"type": "null"}}},
+        ),
     ]
 
 

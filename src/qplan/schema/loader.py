@@ -74,7 +74,9 @@ def _build(document: Any, parsed: ParsedDocument | None) -> tuple[QuantizerConfi
     except (msgspec.ValidationError, ValueError, TypeError) as e:  # a rule the walker missed: still no traceback
         file = parsed.name if parsed is not None else None
         span = Span(file=file, line=1, col=1) if file else None
-        raise ConfigError([*diagnostics, Diagnostic(code="invalid-config", level="error", message=str(e), span=span)]) from None
+        raise ConfigError(
+            [*diagnostics, Diagnostic(code="invalid-config", level="error", message=str(e), span=span)]
+        ) from None
     return config, [d for d in diagnostics if d.level != "error"]
 
 
@@ -89,10 +91,14 @@ def _read(source: Any) -> tuple[bytes, str]:
             with open(path, "rb") as f:
                 return f.read(), path
         except OSError as e:
-            raise ConfigError(Diagnostic(
-                code="unreadable-file", level="error", message=f"cannot read `{path}`: {e.strerror or e}",
-                span=Span(file=path, line=1, col=1),
-            )) from None
+            raise ConfigError(
+                Diagnostic(
+                    code="unreadable-file",
+                    level="error",
+                    message=f"cannot read `{path}`: {e.strerror or e}",
+                    span=Span(file=path, line=1, col=1),
+                )
+            ) from None
     if hasattr(source, "read"):
         data = source.read()
         stream_name = getattr(source, "name", None)
@@ -119,11 +125,15 @@ def _decode(data: bytes, name: str) -> str:
         before = data[: e.start]
         line = before.count(b"\n") + 1
         col = e.start - (before.rfind(b"\n") + 1) + 1
-        raise ConfigError(Diagnostic(
-            code="invalid-encoding", level="error",
-            message=f"the file is not valid UTF-8: byte `0x{data[e.start]:02x}` at offset {e.start}",
-            span=Span(file=name, line=line, col=col), help="save the config as UTF-8",
-        )) from None
+        raise ConfigError(
+            Diagnostic(
+                code="invalid-encoding",
+                level="error",
+                message=f"the file is not valid UTF-8: byte `0x{data[e.start]:02x}` at offset {e.start}",
+                span=Span(file=name, line=line, col=col),
+                help="save the config as UTF-8",
+            )
+        ) from None
 
 
 def _spans(parsed: ParsedDocument) -> dict[str, Span]:

@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from collections.abc import Iterator
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta, field
@@ -48,9 +48,17 @@ DTYPE_ALIASES = {"float8_e4m3": "float8_e4m3fn", "float4_e2m1fn": "float4_e2m1fn
 
 DType = Annotated[
     Literal[
-        "int8", "int4", "int2", "uint8", "uint4", "uint2",
-        "float8_e4m3fn", "float8_e5m2", "float4_e2m1fn_x2",
-        "float8_e4m3", "float4_e2m1fn",
+        "int8",
+        "int4",
+        "int2",
+        "uint8",
+        "uint4",
+        "uint2",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "float4_e2m1fn_x2",
+        "float8_e4m3",
+        "float4_e2m1fn",
     ],
     Meta(description="Storage dtype of the quantized tensor (`float8_e4m3` and `float4_e2m1fn` are aliases)."),
 ]
@@ -89,9 +97,7 @@ class ExecutionMode(str, enum.Enum):
         if isinstance(value, cls):
             return value
         if isinstance(value, str) and value.lower() == "pt2e":
-            warnings.warn(
-                "execution_mode `pt2e` is deprecated; use `graph`", DeprecationWarning, stacklevel=3
-            )
+            warnings.warn("execution_mode `pt2e` is deprecated; use `graph`", DeprecationWarning, stacklevel=3)
             return cls.graph
         return cls(value)
 
@@ -109,7 +115,9 @@ class PerTensorGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="p
 class PerChannelGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="per_channel", **_STRUCT):
     """One scale per slice along `axis`."""
 
-    axis: Annotated[int | None, Meta(description="Channel axis; omitted: chosen per op for weights (SPEC §2.5).")] = None
+    axis: Annotated[int | None, Meta(description="Channel axis; omitted: chosen per op for weights (SPEC §2.5).")] = (
+        None
+    )
 
 
 class PerBlockGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="per_block", **_STRUCT):
@@ -127,7 +135,7 @@ class PerBlockGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="pe
         _raise_first(_check_block(self))
 
 
-Granularity = Union[PerTensorGranularity, PerChannelGranularity, PerBlockGranularity]
+Granularity = PerTensorGranularity | PerChannelGranularity | PerBlockGranularity
 
 
 def _check_block(g: PerBlockGranularity) -> Iterator[tuple[str, str]]:
@@ -247,9 +255,9 @@ class QATSchedule(msgspec.Struct, frozen=True, omit_defaults=True, **_STRUCT):
 
     enable_observer: Annotated[int, Meta(ge=0, description="Step at which observers switch on.")] = 0
     enable_fake_quant: Annotated[int, Meta(ge=0, description="Step at which fake-quant switches on.")] = 0
-    disable_observer: Annotated[
-        int | None, Meta(description="Step at which observers freeze (> 0); null = never.")
-    ] = None
+    disable_observer: Annotated[int | None, Meta(description="Step at which observers freeze (> 0); null = never.")] = (
+        None
+    )
 
     def __post_init__(self) -> None:
         _raise_first(check_schedule(self))
@@ -270,25 +278,28 @@ def check_schedule(s: QATSchedule) -> Iterator[tuple[str, str]]:
     if s.enable_fake_quant < 0:
         yield "enable_fake_quant", f"enable_fake_quant ({s.enable_fake_quant}) must be >= 0"
     if s.enable_fake_quant < s.enable_observer:
-        yield "enable_fake_quant", (
-            f"enable_fake_quant ({s.enable_fake_quant}) must be >= enable_observer ({s.enable_observer})"
+        yield (
+            "enable_fake_quant",
+            (f"enable_fake_quant ({s.enable_fake_quant}) must be >= enable_observer ({s.enable_observer})"),
         )
     if s.disable_observer is not None:
         if s.disable_observer <= 0:
             yield "disable_observer", f"disable_observer ({s.disable_observer}) must be > 0"
         if s.disable_observer <= s.enable_observer:
-            yield "disable_observer", (
-                f"disable_observer ({s.disable_observer}) must be > enable_observer ({s.enable_observer})"
+            yield (
+                "disable_observer",
+                (f"disable_observer ({s.disable_observer}) must be > enable_observer ({s.enable_observer})"),
             )
         if s.disable_observer < s.enable_fake_quant:
-            yield "disable_observer", (
-                f"disable_observer ({s.disable_observer}) must be >= enable_fake_quant ({s.enable_fake_quant})"
+            yield (
+                "disable_observer",
+                (f"disable_observer ({s.disable_observer}) must be >= enable_fake_quant ({s.enable_fake_quant})"),
             )
 
 
 SpecOrDecline = QuantizationSpec | None
 TensorSpecs = dict[str, SpecOrDecline]
-_TENSOR_KEYS_DOC = "Tensor key (`\"*\"`, an index, or a name) -> spec, or null to decline that tensor."
+_TENSOR_KEYS_DOC = 'Tensor key (`"*"`, an index, or a name) -> spec, or null to decline that tensor.'
 
 
 def check_tensor_keys(specs: dict[Any, Any]) -> Iterator[tuple[str, str]]:
@@ -338,7 +349,9 @@ class OpQuantizerConfig(msgspec.Struct, omit_defaults=True, **_STRUCT):
     ] = field(default_factory=_default_outputs)
     op_state_spec: Annotated[
         TensorSpecs | None,
-        Meta(description="Op states (`weight`, `bias`, ...). " + _TENSOR_KEYS_DOC + " Omitted: int8 per-channel weight."),
+        Meta(
+            description="Op states (`weight`, `bias`, ...). " + _TENSOR_KEYS_DOC + " Omitted: int8 per-channel weight."
+        ),
     ] = field(default_factory=_default_states)
 
     def __post_init__(self) -> None:

@@ -27,7 +27,14 @@ from qplan.schema.paths import config_path
 from qplan.schema.yamldoc import INVALID, ParsedDocument, norm_path
 from qplan.suggest import did_you_mean
 
-__all__ = ["TOP_LEVEL_KEYS", "TENSOR_KEY_PATTERN", "TENSOR_INDEX_PATTERN", "TENSOR_NAME_PATTERN", "MODULE_TYPE_PATTERN", "validate_document"]
+__all__ = [
+    "TOP_LEVEL_KEYS",
+    "TENSOR_KEY_PATTERN",
+    "TENSOR_INDEX_PATTERN",
+    "TENSOR_NAME_PATTERN",
+    "MODULE_TYPE_PATTERN",
+    "validate_document",
+]
 
 TOP_LEVEL_KEYS = ("quantization_config", "quantization_spec", "$schema")
 _INDEX = r"[0-9]+"
@@ -58,9 +65,7 @@ _NULL_MEANS = {
 Path = tuple[Any, ...]
 
 
-def validate_document(
-    document: Any, parsed: ParsedDocument | None = None
-) -> tuple[Any, list[Diagnostic]]:
+def validate_document(document: Any, parsed: ParsedDocument | None = None) -> tuple[Any, list[Diagnostic]]:
     """Check a whole document; return (clean ``quantization_config`` value, diagnostics).
 
     The clean value is only meaningful when no diagnostic is an error.
@@ -72,7 +77,6 @@ def validate_document(
 
 _QUANTIZER_CONFIG = mi.type_info(T.QuantizerConfig)
 _SPEC = mi.type_info(T.QuantizationSpec)
-
 
 
 @functools.lru_cache(maxsize=1024)
@@ -110,8 +114,9 @@ class _Walker:
                 return span
             path = path[:-1]
 
-    def report(self, code: str, message: str, path: Path, *, at: str = "value", help: str | None = None,
-               level: str = "error") -> None:
+    def report(
+        self, code: str, message: str, path: Path, *, at: str = "value", help: str | None = None, level: str = "error"
+    ) -> None:
         if level == "error":
             self.errors += 1
         span = self.span(path, at)
@@ -119,9 +124,16 @@ class _Walker:
             if (span, code, message) in self.seen:
                 return
             self.seen.add((span, code, message))
-        self.diagnostics.append(Diagnostic(
-            code=code, level=level, message=message, path=config_path(path) or None, span=span, help=help,
-        ))
+        self.diagnostics.append(
+            Diagnostic(
+                code=code,
+                level=level,
+                message=message,
+                path=config_path(path) or None,
+                span=span,
+                help=help,
+            )
+        )
 
     def is_empty(self, path: Path) -> bool:
         return self.parsed is not None and norm_path(path) in self.parsed.empty
@@ -151,16 +163,25 @@ class _Walker:
             hint = None
             if isinstance(doc, str) and "\n" not in doc.strip():
                 hint = f"if `{doc.strip()}` is a file name, no such file exists"
-            self.report("invalid-type", f"the top level must be a mapping with `quantization_config`, got {self.found(doc, ())}",
-                        (), help=hint)
+            self.report(
+                "invalid-type",
+                f"the top level must be a mapping with `quantization_config`, got {self.found(doc, ())}",
+                (),
+                help=hint,
+            )
             return INVALID
-        from qplan.compiler.plan import PLAN_FORMAT  # already imported with `qplan`
+        from qplan.plan_format import PLAN_FORMAT
 
         if doc.get("format") == PLAN_FORMAT and "quantization_config" not in doc:
             source = doc.get("config", {}).get("source") if isinstance(doc.get("config"), dict) else None
-            self.report("invalid-type", "this is a qplan plan (written by `qplan compile-plan`), not a config", (),
-                        help=f"pass the config it was compiled from (`{source}`)" if isinstance(source, str) else
-                        "pass the config it was compiled from")
+            self.report(
+                "invalid-type",
+                "this is a qplan plan (written by `qplan compile-plan`), not a config",
+                (),
+                help=f"pass the config it was compiled from (`{source}`)"
+                if isinstance(source, str)
+                else "pass the config it was compiled from",
+            )
             return INVALID
         self.unknown_keys(doc, TOP_LEVEL_KEYS, (), "at the top level")
         if "$schema" in doc and not isinstance(doc["$schema"], str):
@@ -176,7 +197,12 @@ class _Walker:
                     path = ("quantization_spec", name)
                     self.check(spec, _SPEC, path)
         if "quantization_config" not in doc:
-            self.report("missing-key", "missing required key `quantization_config`", (), help="put the QuantizerConfig under `quantization_config:`")
+            self.report(
+                "missing-key",
+                "missing required key `quantization_config`",
+                (),
+                help="put the QuantizerConfig under `quantization_config:`",
+            )
             return INVALID
         return self.check(doc["quantization_config"], _QUANTIZER_CONFIG, ("quantization_config",))
 
@@ -185,8 +211,11 @@ class _Walker:
         for key in mapping:
             if key not in allowed:
                 self.report(
-                    "unknown-key", f"unknown key `{key}` {where}; expected one of {_choices(allowed)}",
-                    (*path, key), at="key", help=did_you_mean(key, allowed),
+                    "unknown-key",
+                    f"unknown key `{key}` {where}; expected one of {_choices(allowed)}",
+                    (*path, key),
+                    at="key",
+                    help=did_you_mean(key, allowed),
                 )
 
     def warn_empty(self, path: Path) -> None:
@@ -197,10 +226,18 @@ class _Walker:
         if means is None and len(path) >= 2 and path[-2] in TENSOR_DICT_FIELDS:
             means = "decline this tensor"
         meaning = f" ({means})" if means else ""
-        alternative = " or `{}` for the defaults" if key in ("global_config", "op_input_spec", "op_output_spec", "op_state_spec") else ""
+        alternative = (
+            " or `{}` for the defaults"
+            if key in ("global_config", "op_input_spec", "op_output_spec", "op_state_spec")
+            else ""
+        )
         self.report(
-            "empty-value", f"`{config_path(path[-1:])}` is left empty, which means `null`{meaning}", path, at="key",
-            level="warning", help=f"write `null` explicitly if that is what you mean{alternative}",
+            "empty-value",
+            f"`{config_path(path[-1:])}` is left empty, which means `null`{meaning}",
+            path,
+            at="key",
+            level="warning",
+            help=f"write `null` explicitly if that is what you mean{alternative}",
         )
 
     # -- types ----------------------------------------------------------------------------
@@ -274,8 +311,11 @@ class _Walker:
             if tag == m.tag:
                 return self.struct(value, m, path)
         self.report(
-            "invalid-value", f"{self.found(tag, (*path, tag_field)).removeprefix('the string ')} is not a valid {what}; "
-            f"expected one of {_choices(tags)}", (*path, tag_field), help=did_you_mean(tag, tags),
+            "invalid-value",
+            f"{self.found(tag, (*path, tag_field)).removeprefix('the string ')} is not a valid {what}; "
+            f"expected one of {_choices(tags)}",
+            (*path, tag_field),
+            help=did_you_mean(tag, tags),
         )
         return INVALID
 
@@ -294,7 +334,9 @@ class _Walker:
                 clean[key] = self.field(t.cls, key, v, fields[key].type, (*path, key))
         for f in t.fields:
             if f.required and f.encode_name not in value:
-                self.report("missing-key", f"missing required key `{f.encode_name}` in {_article(t.cls.__name__)}", path)
+                self.report(
+                    "missing-key", f"missing required key `{f.encode_name}` in {_article(t.cls.__name__)}", path
+                )
         if self.errors != before:
             return INVALID
         for parts, message in self.cross_field(t, clean):
@@ -305,33 +347,58 @@ class _Walker:
         return INVALID if self.errors != before else clean
 
     def field(self, cls: type, key: str, value: Any, t: Any, path: Path) -> Any:
-        if key == "dtype" and cls is T.QuantizationSpec and not isinstance(value, str) and type(value).__name__ == "dtype":
+        if (
+            key == "dtype"
+            and cls is T.QuantizationSpec
+            and not isinstance(value, str)
+            and type(value).__name__ == "dtype"
+        ):
             value = T.normalize_dtype(value)  # a torch.dtype, from Python
         if key == "execution_mode" and isinstance(value, str) and value.lower() == "pt2e":
-            self.report("deprecated", f"execution_mode `{value}` is deprecated; use `graph`", path, level="warning",
-                        help="write `execution_mode: graph`")
+            self.report(
+                "deprecated",
+                f"execution_mode `{value}` is deprecated; use `graph`",
+                path,
+                level="warning",
+                help="write `execution_mode: graph`",
+            )
             return "graph"
         if key in TENSOR_DICT_FIELDS:
             return self.tensor_dict(value, t, path)
         if key == "module_type_configs" and isinstance(value, dict):  # classes, from Python
             value = {T._type_key(k) if isinstance(k, type) else k: v for k, v in value.items()}
         before = self.errors
-        keys = [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)] if isinstance(value, dict) else []
+        keys = (
+            [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)]
+            if isinstance(value, dict)
+            else []
+        )
         if key in REGEX_KEY_FIELDS:
             for pattern in keys:
                 error, messages = _regex_problems(pattern, REGEX_KEY_FIELDS[key])
                 if error is not None:
                     self.report("invalid-regex", error, (*path, pattern), at="key")
                 for message in messages:
-                    self.report("regex-warning", f"regex `{pattern}`: {message.lower()}", (*path, pattern),
-                                at="key", level="warning", help="escape `[`, `-`, `&`, `~` and `|` inside `[...]` with a backslash")
+                    self.report(
+                        "regex-warning",
+                        f"regex `{pattern}`: {message.lower()}",
+                        (*path, pattern),
+                        at="key",
+                        level="warning",
+                        help="escape `[`, `-`, `&`, `~` and `|` inside `[...]` with a backslash",
+                    )
         elif key == "module_type_configs":
             for name in keys:
                 try:
                     T._type_key(name)
                 except ValueError as e:
-                    self.report("invalid-key", str(e), (*path, name), at="key",
-                                help="use a class name (`Linear`) or an import path (`torch.nn.Linear`)")
+                    self.report(
+                        "invalid-key",
+                        str(e),
+                        (*path, name),
+                        at="key",
+                        help="use a class name (`Linear`) or an import path (`torch.nn.Linear`)",
+                    )
         clean = self.check(value, t, path)
         return INVALID if self.errors != before else clean
 
@@ -345,10 +412,16 @@ class _Walker:
                 isinstance(key, str) and re.fullmatch(TENSOR_KEY_PATTERN, key)
             )
             if not ok:
-                self.report("invalid-key", f"tensor key `{key}` is not `\"*\"`, an index or a name", (*path, key), at="key")
+                self.report(
+                    "invalid-key", f'tensor key `{key}` is not `"*"`, an index or a name', (*path, key), at="key"
+                )
             elif str(key) in renamed:
-                self.report("duplicate-key", f"tensor key `{key}` appears twice (as an index and as a string)",
-                            (*path, key), at="key")
+                self.report(
+                    "duplicate-key",
+                    f"tensor key `{key}` appears twice (as an index and as a string)",
+                    (*path, key),
+                    at="key",
+                )
             else:
                 renamed[str(key)] = value[key]
         if self.errors == before:
@@ -379,8 +452,12 @@ class _Walker:
         if value in allowed:
             return value
         what = f"`{path[-1]}`" if path and isinstance(path[-1], str) else "value"
-        self.report("invalid-value", f"`{value}` is not a valid {what}; expected one of {_choices(allowed)}", path,
-                    help=did_you_mean(value, allowed))
+        self.report(
+            "invalid-value",
+            f"`{value}` is not a valid {what}; expected one of {_choices(allowed)}",
+            path,
+            help=did_you_mean(value, allowed),
+        )
         return INVALID
 
     def int(self, value: Any, t: mi.IntType, path: Path) -> Any:
@@ -422,8 +499,9 @@ class _Walker:
             if isinstance(g, dict):
                 for name in MODULE_SPEC_FIELDS:
                     if g.get(name):
-                        yield ("global_config", name), (
-                            "global_config must not set module_input_spec, module_output_spec or module_state_spec"
+                        yield (
+                            ("global_config", name),
+                            ("global_config must not set module_input_spec, module_output_spec or module_state_spec"),
                         )
                         return
 
@@ -435,8 +513,16 @@ def _literals(hint: Any) -> Iterator[tuple]:
         yield from _literals(arg)
 
 
-_STRUCT_TYPES = (T.QuantizerConfig, T.ModuleQuantizerConfig, T.OpQuantizerConfig, T.QuantizationSpec, T.QATSchedule,
-                 T.PerTensorGranularity, T.PerChannelGranularity, T.PerBlockGranularity)
+_STRUCT_TYPES = (
+    T.QuantizerConfig,
+    T.ModuleQuantizerConfig,
+    T.OpQuantizerConfig,
+    T.QuantizationSpec,
+    T.QATSchedule,
+    T.PerTensorGranularity,
+    T.PerChannelGranularity,
+    T.PerBlockGranularity,
+)
 _DECLARED = {
     frozenset(values): values
     for cls in _STRUCT_TYPES

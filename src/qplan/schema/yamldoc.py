@@ -98,10 +98,14 @@ def parse_document(text: str, name: str) -> ParsedDocument:
     if root is None:
         root, caught = _compose_pure(text, name)
     if root is None:
-        raise ConfigError(Diagnostic(
-            code="empty-document", level="error", message="the config is empty; expected a mapping with `quantization_config`",
-            span=Span(file=name, line=1, col=1),
-        ))
+        raise ConfigError(
+            Diagnostic(
+                code="empty-document",
+                level="error",
+                message="the config is empty; expected a mapping with `quantization_config`",
+                span=Span(file=name, line=1, col=1),
+            )
+        )
     builder = _Builder(name)
     builder.warnings += [_reused_anchor(w.message, name) for w in caught if issubclass(w.category, ReusedAnchorWarning)]
     try:
@@ -134,12 +138,20 @@ def _compose_pure(text: str, name: str) -> tuple[Node | None, list[warnings.Warn
         help = None
         if mark is not None and "alias" in problem and _char_at(text, mark.line, mark.column) == "*":
             help = 'a bare `*` starts a YAML alias; quote the wildcard key: `"*"`'
-        raise ConfigError(Diagnostic(
-            code="yaml-syntax", level="error", message=f"invalid YAML: {problem}", span=span, help=help,
-        )) from None
+        raise ConfigError(
+            Diagnostic(
+                code="yaml-syntax",
+                level="error",
+                message=f"invalid YAML: {problem}",
+                span=span,
+                help=help,
+            )
+        ) from None
     except (YAMLError, RecursionError) as e:
         msg = "document is nested too deeply" if isinstance(e, RecursionError) else f"invalid YAML: {e}"
-        raise ConfigError(Diagnostic(code="yaml-syntax", level="error", message=msg, span=Span(file=name, line=1, col=1))) from None
+        raise ConfigError(
+            Diagnostic(code="yaml-syntax", level="error", message=msg, span=Span(file=name, line=1, col=1))
+        ) from None
     return root, caught
 
 
@@ -166,7 +178,10 @@ def _implicit_rules() -> dict[str, list[tuple[str, re.Pattern]]]:
 
 
 _IMPLICIT = _implicit_rules()
-_TAGS = {tag: Tag(suffix=tag) for tag in {_STR, f"{_YAML}seq", f"{_YAML}map", *(t for rules in _IMPLICIT.values() for t, _ in rules)}}
+_TAGS = {
+    tag: Tag(suffix=tag)
+    for tag in {_STR, f"{_YAML}seq", f"{_YAML}map", *(t for rules in _IMPLICIT.values() for t, _ in rules)}
+}
 """One shared Tag per tag (a Tag decodes its text on first use, character by character)."""
 
 
@@ -218,8 +233,10 @@ def _compose_events(get: Any, text: str) -> Node:
                 raise _Decline  # block scalar headers: libyaml accepts some that ruamel refuses
             tag = _resolve_plain(event.value) if event.implicit[0] else _TAGS[_STR]
             node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=style)
-            if event.value == "" and style is None and (
-                anchor is not None or not stack or stack[-1][1] is None or stack[-1][1].value == "<<"
+            if (
+                event.value == ""
+                and style is None
+                and (anchor is not None or not stack or stack[-1][1] is None or stack[-1][1].value == "<<")
             ):
                 raise _Decline  # libyaml places an empty value elsewhere than ruamel; the builder re-places only a mapping value
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
@@ -261,7 +278,11 @@ def _check_anchor(text: str, event: Any) -> None:
     ruamel at whitespace or a flow indicator; the names agree only when both end at the same place."""
     start = event.start_mark.index
     end = start + 1 + len(event.anchor)
-    if text[start : start + 1] not in ("&", "*") or text[start + 1 : end] != event.anchor or text[end : end + 1] not in _NAME_ENDS:
+    if (
+        text[start : start + 1] not in ("&", "*")
+        or text[start + 1 : end] != event.anchor
+        or text[end : end + 1] not in _NAME_ENDS
+    ):
         raise _Decline
 
 
@@ -288,9 +309,11 @@ def _reused_anchor(message: Warning | str, name: str) -> Diagnostic:
     where = re.findall(r"line (\d+), column (\d+)", text)
     line, col = map(int, where[-1]) if where else (1, 1)
     return Diagnostic(
-        code="duplicate-anchor", level="warning",
+        code="duplicate-anchor",
+        level="warning",
         message=f"anchor `&{anchor[1] if anchor else '?'}` is defined again; later aliases refer to this definition",
-        span=Span(file=name, line=line, col=col), help="give each anchor its own name",
+        span=Span(file=name, line=line, col=col),
+        help="give each anchor its own name",
     )
 
 
@@ -319,10 +342,14 @@ def _check_size(root: Node, name: str) -> None:
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise ConfigError(Diagnostic(
-                code="recursive-alias", level="error", message="recursive alias: a node contains itself",
-                span=_span(name, node.start_mark, node.end_mark),
-            ))
+            raise ConfigError(
+                Diagnostic(
+                    code="recursive-alias",
+                    level="error",
+                    message="recursive alias: a node contains itself",
+                    span=_span(name, node.start_mark, node.end_mark),
+                )
+            )
         active.add(key)
         total = 1
         if isinstance(node, SequenceNode):
@@ -332,11 +359,14 @@ def _check_size(root: Node, name: str) -> None:
         active.discard(key)
         sizes[key] = total
         if total > MAX_NODES:
-            raise ConfigError(Diagnostic(
-                code="alias-bomb", level="error",
-                message=f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)",
-                span=_span(name, node.start_mark, node.end_mark),
-            ))
+            raise ConfigError(
+                Diagnostic(
+                    code="alias-bomb",
+                    level="error",
+                    message=f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)",
+                    span=_span(name, node.start_mark, node.end_mark),
+                )
+            )
         return total
 
     size(root)
@@ -371,7 +401,12 @@ class _Builder:
         tag = str(node.tag)
         if tag == expected or (isinstance(node, ScalarNode) and tag in _SAFE_SCALARS):
             return True
-        self.fail(node, f"tag `{_short(tag)}` is not allowed; configs hold only plain mappings, lists and scalars", "unsafe-tag", fatal=False)
+        self.fail(
+            node,
+            f"tag `{_short(tag)}` is not allowed; configs hold only plain mappings, lists and scalars",
+            "unsafe-tag",
+            fatal=False,
+        )
         return False
 
     def scalar(self, node: ScalarNode, path: Path) -> Any:
@@ -443,12 +478,17 @@ class _Builder:
                 except ValueError:
                     pass
         what = node.value if isinstance(node, ScalarNode) else type(node).__name__.removesuffix("Node").lower()
-        self.fail(node, f"key `{what}` is not allowed; keys are strings or integers (quote `\"*\"` and other special keys)", "invalid-key", fatal=False)
+        self.fail(
+            node,
+            f'key `{what}` is not allowed; keys are strings or integers (quote `"*"` and other special keys)',
+            "invalid-key",
+            fatal=False,
+        )
         return INVALID
 
 
 def _short(tag: str) -> str:
-    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+    return "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
 
 
 def _parse_int(text: str) -> int:
