@@ -1,5 +1,6 @@
 """The config language: types, loading, validation, JSON Schema and presets (SPEC §1)."""
 
+from qplan.schema import loader as _loader  # noqa: F401  (installs QuantizerConfig.from_yaml, to_yaml, ...)
 from qplan.schema import presets as _presets  # noqa: F401  (attaches QuantizerConfig.presets)
 from qplan.schema.types import (
     ExecutionMode,

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from qplan.schema.types import QuantizerConfig
+from qplan.schema.configs import QuantizerConfig
 
 __all__ = ["config_document", "dump_yaml"]
 

@@ -3,6 +3,9 @@
 Reading: bytes are decoded as UTF-8 and parsed by :mod:`qplan.schema.yamldoc` (spans for every
 node); checking: :mod:`qplan.schema.validate` reports every problem at once; building:
 ``msgspec.convert`` on the checked document. Problems raise :class:`ConfigError`.
+
+Importing this module gives ``QuantizerConfig`` its text forms (``from_yaml``, ``to_yaml``, ...;
+see :func:`qplan.schema.configs.install_text_forms`): the types stay below the loader.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any
 import msgspec
 
 from qplan.diagnostics import ConfigError, Diagnostic, Span
+from qplan.schema.configs import QuantizerConfig, TextForms, install_text_forms
 from qplan.schema.dump import config_document, dump_yaml
 from qplan.schema.paths import config_path
-from qplan.schema.types import QuantizerConfig
 from qplan.schema.validate import validate_document
 from qplan.schema.yamldoc import ParsedDocument, parse_document
 
@@ -144,3 +147,13 @@ def _spans(parsed: ParsedDocument) -> dict[str, Span]:
             value = Span(file=value.file, line=key.line, col=key.col, end_line=value.end_line, end_col=value.end_col)
         spans[config_path(path)] = value
     return spans
+
+
+install_text_forms(
+    TextForms(
+        from_document=config_from_document,
+        load=lambda source: load_config(source).config,
+        to_document=config_document,
+        to_yaml=dump_yaml,
+    )
+)

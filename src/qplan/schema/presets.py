@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qplan.schema.dump import config_document, dump_yaml
 from qplan.schema.types import (
     ModuleQuantizerConfig,
     PerBlockGranularity,
@@ -92,8 +93,6 @@ class Preset:
 
     def yaml(self) -> str:
         """The preset (default arguments) as a config document, its specs spelled out in full."""
-        from qplan.schema.dump import config_document, dump_yaml
-
         return dump_yaml(config_document(self.build(), explicit_specs=True))
 
 

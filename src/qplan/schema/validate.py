@@ -24,6 +24,7 @@ import msgspec.inspect as mi
 from qplan.diagnostics import Diagnostic, Span
 from qplan.schema import types as T
 from qplan.schema.paths import config_path
+from qplan.schema.rules import check_block, check_regex, type_key
 from qplan.schema.yamldoc import INVALID, ParsedDocument, norm_path
 from qplan.suggest import did_you_mean
 
@@ -88,7 +89,7 @@ def _regex_problems(pattern: str, what: str) -> tuple[str | None, tuple[str, ...
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            T._check_regex(pattern, what)
+            check_regex(pattern, what)
         except ValueError as e:
             return str(e), tuple(str(w.message) for w in caught)
     return None, tuple(str(w.message) for w in caught)
@@ -366,7 +367,7 @@ class _Walker:
         if key in TENSOR_DICT_FIELDS:
             return self.tensor_dict(value, t, path)
         if key == "module_type_configs" and isinstance(value, dict):  # classes, from Python
-            value = {T._type_key(k) if isinstance(k, type) else k: v for k, v in value.items()}
+            value = {type_key(k) if isinstance(k, type) else k: v for k, v in value.items()}
         before = self.errors
         keys = (
             [str(k) for k in value if isinstance(k, (str, int)) and not isinstance(k, bool)]
@@ -390,7 +391,7 @@ class _Walker:
         elif key == "module_type_configs":
             for name in keys:
                 try:
-                    T._type_key(name)
+                    type_key(name)
                 except ValueError as e:
                     self.report(
                         "invalid-key",
@@ -493,7 +494,7 @@ class _Walker:
             else:
                 if isinstance(ns.block_size, list):
                     ns.block_size = tuple(ns.block_size)
-                yield from T._check_block(ns)
+                yield from check_block(ns)
         elif cls is T.QuantizerConfig:
             g = clean.get("global_config")
             if isinstance(g, dict):
