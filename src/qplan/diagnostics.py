@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Span", "Diagnostic", "QplanError", "ConfigError", "CompileError", "sort_key", "strictify"]
+__all__ = ["Level", "Span", "Diagnostic", "QplanError", "ConfigError", "CompileError", "sort_key", "strictify"]
 
 Level = Literal["error", "warning", "info"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from qplan.schema import types as T
-from qplan.schema.validate import (
+from qplan.schema.keys import (
     MODULE_SPEC_FIELDS,
     MODULE_TYPE_PATTERN,
     REGEX_KEY_FIELDS,
@@ -86,8 +86,8 @@ def config_schema() -> dict[str, Any]:
     _granularity_rules(defs)
     sched = defs["QATSchedule"]["properties"]["disable_observer"]
     sched["anyOf"] = [{"type": "integer", "exclusiveMinimum": 0}, {"type": "null"}]
-    for name, cls in (("ExecutionMode", T.ExecutionMode), ("QuantizationScheme", T.QuantizationScheme)):
-        defs[name].setdefault("description", (cls.__doc__ or "").strip())
+    for name, enum_cls in (("ExecutionMode", T.ExecutionMode), ("QuantizationScheme", T.QuantizationScheme)):
+        defs[name].setdefault("description", (enum_cls.__doc__ or "").strip())
     return {
         "$schema": DRAFT,
         "title": "qplan config",
@@ -114,7 +114,7 @@ def config_schema() -> dict[str, Any]:
     }
 
 
-def _add_factory_defaults(cls: type, schema: dict) -> None:
+def _add_factory_defaults(cls: type[msgspec.Struct], schema: dict) -> None:
     instance = cls(block_size=1) if cls is T.PerBlockGranularity else cls()
     for name in cls.__struct_fields__:
         prop = schema["properties"][name]
