@@ -10,7 +10,18 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Level", "Span", "Diagnostic", "QplanError", "ConfigError", "CompileError", "sort_key", "strictify"]
+__all__ = [
+    "Level",
+    "Span",
+    "Diagnostic",
+    "CodeInfo",
+    "code_table_markdown",
+    "QplanError",
+    "ConfigError",
+    "CompileError",
+    "sort_key",
+    "strictify",
+]
 
 Level = Literal["error", "warning", "info"]
 
@@ -66,6 +77,29 @@ def sort_key(d: Diagnostic) -> tuple:
 def strictify(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     """The diagnostics with every warning made an error (``--strict``); others unchanged."""
     return [msgspec.structs.replace(d, level="error") if d.level == "warning" else d for d in diagnostics]
+
+
+class CodeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a diagnostic code means: its level, what it reports, why that matters, an example that
+    triggers it (optional) and how to fix it. Each stage keeps one table of code -> CodeInfo."""
+
+    level: Level
+    what: str
+    why: str
+    fix: str
+    example: str | None = None
+    """A config fragment (YAML) that triggers the code."""
+
+
+def code_table_markdown(codes: dict[str, CodeInfo], heading: str = "##") -> str:
+    """Markdown for a code table: one section per code, headed `heading` (What, Why, Example, Fix)."""
+    lines: list[str] = []
+    for code, info in codes.items():
+        lines += [f"{heading} `{code}` ({info.level})", "", f"**What.** {info.what}", "", f"**Why.** {info.why}", ""]
+        if info.example is not None:
+            lines += ["**Example.**", "", "```yaml", info.example.rstrip("\n"), "```", ""]
+        lines += [f"**Fix.** {info.fix}", ""]
+    return "\n".join(lines)
 
 
 class QplanError(Exception):
