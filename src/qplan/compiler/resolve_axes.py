@@ -10,7 +10,7 @@ range is an error. A block size that does not divide its dimension leaves the te
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
+from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, State
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity
@@ -44,7 +44,7 @@ def _axis(state: State, e: Entry, axis: int | None, kind: str) -> int | None:
                 help="activations need an explicit `granularity.axis`",
             )
             return None
-        axis = _optable.weight_axis(e.axis_op, kind) if e.axis_op else None
+        axis = weight_axis(e.axis_op, kind) if e.axis_op else None
         if axis is None:
             _error(
                 state,

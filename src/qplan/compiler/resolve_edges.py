@@ -16,7 +16,7 @@ schedules, so that readers with equal spec and schedule share one.
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
+from qplan.compiler.ops import op_class
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import FLOAT_DTYPES, Opinion, Read, State, describe_spec
 
@@ -29,7 +29,7 @@ def resolve_edges(state: State) -> State:
     root = state.root
     overrides: dict[tuple, list[str]] = {}
     for k, op in enumerate(ops):
-        cls = _optable.op_class(op.op_type)
+        cls = op_class(op.op_type)
         if cls == "pass_through":
             src = op.inputs[0].source if op.inputs else None
             if src is not None:

@@ -10,7 +10,7 @@ same resolved spec and schedule share qparams; the others keep their own. Group 
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
+from qplan.compiler.ops import op_class
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import State
 
@@ -38,7 +38,7 @@ def share_qparams(state: State) -> State:
 
     ops_of: dict[int, list[str]] = {}
     for op in state.inventory.ops:
-        if _optable.op_class(op.op_type) != "value_preserving" or op.name in state.fused:
+        if op_class(op.op_type) != "value_preserving" or op.name in state.fused:
             continue
         members = [by_reader[a] for i in range(len(op.inputs)) if (a := op.input_address(i)) in by_reader]
         for j in range(len(op.outputs)):

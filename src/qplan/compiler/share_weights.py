@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import msgspec
 
-from qplan.compiler import _optable
 from qplan.compiler.assign_schedules import schedule_for
+from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, Opinion, State, describe_spec
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
@@ -108,7 +108,7 @@ def _effective(spec: QuantizationSpec | None, op_type: str) -> QuantizationSpec 
     g = spec.granularity if spec is not None else None
     if isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
         kind = "per_channel" if isinstance(g, PerChannelGranularity) else "per_block"
-        axis = _optable.weight_axis(op_type, kind)
+        axis = weight_axis(op_type, kind)
         if axis is not None and not (isinstance(g, PerBlockGranularity) and isinstance(g.block_size, tuple)):
             return msgspec.structs.replace(spec, granularity=msgspec.structs.replace(g, axis=axis))
     return spec
