@@ -89,7 +89,7 @@ def _override(state: State, address: str, root: str, readers: list[str], op: Opi
             root=root,
             opinion=op,
             order=_order(state, reader),
-            tag=address,
+            boundary_address=address,
             extra_beaten=(old.opinion.parts,) if old is not None else (),
             sched_module=op.module,
             fallback_module=op.module,

@@ -23,7 +23,7 @@ def place_quantizers(state: State) -> State:
     groups: dict[tuple, Entry] = {}
     producer_sched: dict[str, object] = {}
     for read in sorted(state.reads.values(), key=lambda r: r.order):
-        key = (read.root, read.opinion.spec, read.schedule, read.tag)
+        key = (read.root, read.opinion.spec, read.schedule, read.boundary_address)
         entry = groups.get(key)
         if entry is not None:
             entry.readers.append(read.reader)
@@ -31,8 +31,8 @@ def place_quantizers(state: State) -> State:
         shape, dtype = state.tensor.get(read.root, ((), "float32"))
         producer = state.out_opinion.get(read.root)
         role, address, order = "input", read.reader, read.order
-        if read.tag is not None:
-            role, address = "boundary", read.tag
+        if read.boundary_address is not None:
+            role, address = "boundary", read.boundary_address
         elif producer is not None and producer.spec == read.opinion.spec:
             if read.root not in producer_sched:
                 producer_sched[read.root] = schedule_for(state, producer.module)

@@ -6,13 +6,13 @@ the tables earlier passes wrote, add their own, and append :class:`Decision` and
 
 Side tables, by the pass that writes them:
 
-* ``resolve_configs``: ``module_choice`` (module path -> winning module rule), ``op_rule``,
-  and per-tensor opinions ``in_opinion`` / ``out_opinion`` (by address) and ``state_opinion``
-  (by ``(op name, state name)``);
+* ``resolve_configs``: ``module_choice`` (module path -> winning module rule);
+* ``resolve_ops``: ``op_rule`` (op name -> winning op rule) and the per-tensor opinions
+  ``in_opinion`` / ``out_opinion`` (by address) and ``state_opinion`` (by ``(op name, state name)``);
 * ``fuse``: ``fused`` (op name -> fusion group id), rewritten opinions;
 * ``resolve_edges``: ``root`` (value address seen through pass-through ops), ``readers_of_root``
   and ``reads`` (reader address -> :class:`Read`), ``dangling`` (output-only values);
-* ``apply_boundaries``: rewritten ``reads``, ``state_override``;
+* ``apply_boundaries``: rewritten ``reads`` (``Read.boundary_address``), ``state_override``;
 * ``assign_schedules``: ``Read.schedule``;
 * ``share_weights`` / ``place_quantizers``: ``entries``;
 * ``resolve_axes``: ``Entry.axis`` / ``Entry.block_size``; ``share_qparams``: ``Entry.group``.
@@ -108,7 +108,7 @@ class Read:
     root: str  # value read, seen through pass-through ops
     opinion: Opinion  # the rule that decided the read's spec
     order: tuple[int, int]  # (op index, input index); model outputs sort last
-    tag: str | None = None  # boundary address when a module boundary spec decided
+    boundary_address: str | None = None  # `<module>:in<i>` / `:out<j>` when a module boundary spec decided
     extra_beaten: tuple[Parts, ...] = ()  # e.g. the producer's output rule the consumer overrode
     sched_module: str = ""  # module whose schedule applies (set by resolve_edges / apply_boundaries)
     fallback_module: str = ""  # used when `sched_module` has no module config
