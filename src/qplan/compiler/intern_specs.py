@@ -22,7 +22,7 @@ def resolved_spec(e: Entry) -> ResolvedSpec:
     calc = s.qparam_calculator_cls
     if calc == "default":
         calc = "static" if e.role == "state" else "moving_average"
-    gran = s.granularity.__struct_config__.tag
+    gran = str(s.granularity.__struct_config__.tag)
     scale_dtype = s.scale_dtype
     if s.dtype == "float4_e2m1fn_x2" and scale_dtype is None:
         scale_dtype = "float8_e8m0fnu"

@@ -41,7 +41,7 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
-from qplan.schema.types import OpQuantizerConfig
+from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
 
 __all__ = ["resolve_ops"]
@@ -131,7 +131,9 @@ def _report_resets(state: State, mrule: Rule, orule: OpRule) -> None:
 
 def _report_unknown_op_types(state: State) -> None:
     cfg = state.config
-    rules = [(("quantization_config", "global_config"), cfg.global_config)]
+    rules: list[tuple[Parts, ModuleQuantizerConfig | None]] = [
+        (("quantization_config", "global_config"), cfg.global_config)
+    ]
     for level in ("module_type_configs", "module_name_configs"):
         rules += [(("quantization_config", level, k), v) for k, v in getattr(cfg, level).items()]
     for parts, mcfg in rules:
@@ -158,6 +160,7 @@ def _choice_for(state: State, module: str) -> ModuleChoice:
 
 def _compile(mrule: Rule) -> _RuleTable:
     cfg = mrule.config
+    assert cfg is not None, "a null module config has no op-level selectors"
     names = [(i, k, re.compile(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
     types: dict[str, list] = {}
     type_keys = []

@@ -40,7 +40,7 @@ def share_qparams(state: State) -> State:
     for op in state.inventory.ops:
         if op_class(op.op_type) != "value_preserving" or op.name in state.fused:
             continue
-        members = [by_reader[a] for i in range(len(op.inputs)) if (a := op.input_address(i)) in by_reader]
+        members = [by_reader[addr] for i in range(len(op.inputs)) if (addr := op.input_address(i)) in by_reader]
         for j in range(len(op.outputs)):
             members += by_source.get(op.output_address(j), ())
         parts: dict[tuple, list[int]] = {}
@@ -60,8 +60,8 @@ def share_qparams(state: State) -> State:
     for n in range(len(entries)):
         groups.setdefault(find(n), []).append(n)
     gops: dict[int, list[str]] = {}
-    for n, names in ops_of.items():
-        gops.setdefault(find(n), []).extend(names)
+    for n, op_names in ops_of.items():
+        gops.setdefault(find(n), []).extend(op_names)
     count = 0
     for root in sorted(groups):
         members = groups[root]
@@ -71,7 +71,7 @@ def share_qparams(state: State) -> State:
         count += 1
         for n in members:
             entries[n].group = gid
-        names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, ())))
+        names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, [])))
         state.decisions.append(
             Decision(
                 kind="shared-qparams",

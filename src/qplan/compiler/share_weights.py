@@ -106,7 +106,7 @@ def _explicit_null(state: State, module: str) -> Opinion | None:
 def _effective(spec: QuantizationSpec | None, op_type: str) -> QuantizationSpec | None:
     """The spec with an omitted weight axis filled from `op_type`'s default (for comparisons)."""
     g = spec.granularity if spec is not None else None
-    if isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
+    if spec is not None and isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
         kind = "per_channel" if isinstance(g, PerChannelGranularity) else "per_block"
         axis = weight_axis(op_type, kind)
         if axis is not None and not (isinstance(g, PerBlockGranularity) and isinstance(g.block_size, tuple)):

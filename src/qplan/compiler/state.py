@@ -27,7 +27,7 @@ from msgspec.structs import replace as _replace
 
 from qplan.compiler.codes import diagnostic
 from qplan.compiler.inventory import Inventory, Op
-from qplan.compiler.plan import Decision
+from qplan.compiler.plan import Decision, Role
 from qplan.diagnostics import Diagnostic, Span
 from qplan.schema.paths import config_path
 from qplan.schema.types import (
@@ -120,7 +120,7 @@ class Entry:
     """One fake-quant being placed (becomes a QuantizerEntry)."""
 
     address: str
-    role: str  # input | output | state | boundary
+    role: Role
     source: str
     spec: QuantizationSpec
     schedule: QATSchedule | None
@@ -158,7 +158,9 @@ class State:
     fused: dict[str, str] = field(default_factory=dict)
     # resolve_edges
     root: dict[str, str] = field(default_factory=dict)
-    readers_of_root: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # root -> [(reader, module)]
+    readers_of_root: dict[str, list[tuple[str, str | None]]] = field(
+        default_factory=dict
+    )  # root -> [(reader, module or None for a model output)]
     reads: dict[str, Read] = field(default_factory=dict)
     dangling: list[str] = field(default_factory=list)
     # apply_boundaries
@@ -299,7 +301,8 @@ def describe_spec(spec: QuantizationSpec | None) -> str:
     g = spec.granularity
     kind = type(g).__name__.removeprefix("Per").removesuffix("Granularity").lower()
     kind = {"tensor": "per_tensor", "channel": "per_channel", "block": "per_block"}.get(kind, kind)
-    extra = f" block {g.block_size}" if kind == "per_block" else ""
+    block = getattr(g, "block_size", None)
+    extra = f" block {block}" if kind == "per_block" else ""
     axis = getattr(g, "axis", None)
     extra += f" axis {axis}" if axis is not None else ""
     return f"{spec.dtype} {spec.qscheme} {kind}{extra}"
