@@ -20,7 +20,13 @@ __all__ = ["fuse"]
 
 
 def fuse(state: State) -> State:
-    """Group compute ops with their BatchNorm / activation readers (``state.fused``); returns `state`."""
+    """Group compute ops with their BatchNorm / activation readers (``state.fused``); returns the new state."""
+    state = state.evolve(
+        fused={},
+        in_opinion=dict(state.in_opinion),
+        out_opinion=dict(state.out_opinion),
+        state_opinion=dict(state.state_opinion),
+    )
     ops = state.inventory.ops
     count = 0
     for op in ops:

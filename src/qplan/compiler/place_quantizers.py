@@ -20,7 +20,8 @@ _OUT_SLOT = 1000  # entry order: an op's outputs sort after its inputs and weigh
 
 
 def place_quantizers(state: State) -> State:
-    """Group reads with equal spec and schedule into fake-quant entries; returns `state`."""
+    """Group reads with equal spec and schedule into fake-quant entries; returns the new state."""
+    state = state.evolve(entries=list(state.entries))
     groups: dict[tuple, Entry] = {}
     producer_sched: dict[str, object] = {}
     for read in sorted(state.reads.values(), key=lambda r: r.order):

@@ -10,6 +10,8 @@ range is an error. A block size that does not divide its dimension leaves the te
 
 from __future__ import annotations
 
+from copy import copy
+
 from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, State
@@ -19,7 +21,11 @@ __all__ = ["resolve_axes"]
 
 
 def resolve_axes(state: State) -> State:
-    """Fill in default axes and check axes and block sizes of every entry; returns `state`."""
+    """Fill in default axes and check axes and block sizes of every entry; returns the new state.
+
+    The entries are copied first: the helpers below refine the copies (axis, block size, dropped).
+    """
+    state = state.evolve(entries=[copy(e) for e in state.entries])
     for e in state.entries:
         g = e.spec.granularity
         if e.role == "state" and e.spec.qparam_calculator_cls == "dynamic":

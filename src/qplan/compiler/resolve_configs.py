@@ -29,7 +29,8 @@ _DEFAULT = ModuleQuantizerConfig()
 
 
 def resolve_configs(state: State) -> State:
-    """Fill ``state.module_choice`` with the module config governing every module; returns `state`."""
+    """Fill ``state.module_choice`` with the module config governing every module; returns the new state."""
+    state = state.evolve(module_choice={})
     cfg = state.config
     modules = state.inventory.modules
     name_rules = [

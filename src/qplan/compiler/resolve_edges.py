@@ -24,7 +24,8 @@ __all__ = ["resolve_edges"]
 
 
 def resolve_edges(state: State) -> State:
-    """Decide what every op input and model output reads (``state.reads``); returns `state`."""
+    """Decide what every op input and model output reads (``state.reads``); returns the new state."""
+    state = state.evolve(root={}, readers_of_root={}, reads={}, dangling=[])
     ops = state.inventory.ops
     root = state.root
     overrides: dict[tuple, list[str]] = {}

@@ -65,7 +65,8 @@ class _RuleTable:
 
 
 def resolve_ops(state: State) -> State:
-    """Fill ``state.op_rule`` and the per-tensor opinions of every op; returns `state`."""
+    """Fill ``state.op_rule`` and the per-tensor opinions of every op; returns the new state."""
+    state = state.evolve(op_rule={}, in_opinion={}, out_opinion={}, state_opinion={})
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
     reset_checked: set[tuple[Parts, str]] = set()

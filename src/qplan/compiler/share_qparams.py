@@ -10,6 +10,8 @@ same resolved spec and schedule share qparams; the others keep their own. Group 
 
 from __future__ import annotations
 
+from copy import copy
+
 from qplan.compiler.ops import op_class
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import State
@@ -18,7 +20,8 @@ __all__ = ["share_qparams"]
 
 
 def share_qparams(state: State) -> State:
-    """Put the quantized slots of each value-preserving op in one qparams group; returns `state`."""
+    """Put the quantized slots of each value-preserving op in one qparams group; returns the new state."""
+    state = state.evolve(entries=[copy(e) for e in state.entries])  # the groups are set on copies
     entries = [e for e in state.entries if not e.dropped]
     by_reader: dict[str, int] = {}
     by_source: dict[str, list[int]] = {}

@@ -27,7 +27,8 @@ _STATE_SLOT = 100  # entry order: an op's weights sort after its inputs, before 
 
 
 def share_weights(state: State) -> State:
-    """One state fake-quant per parameter, decided by its first consumer module; returns `state`."""
+    """One state fake-quant per parameter, decided by its first consumer module; returns the new state."""
+    state = state.evolve(entries=[])
     uses: dict[str, list[tuple]] = {}
     for k, op in enumerate(state.inventory.ops):
         for s, (name, fqn) in enumerate(op.states.items()):

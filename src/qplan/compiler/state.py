@@ -1,8 +1,9 @@
 """The compiler's working state: the inventory and config plus side tables the passes fill in.
 
-Passes are plain functions ``state -> state`` (see :mod:`qplan.compiler.pipeline`); they read
-the tables earlier passes wrote, add their own, and append :class:`Decision` and
-:class:`Diagnostic` records. Nothing here prints.
+Passes are plain functions ``state -> state`` (see :mod:`qplan.compiler.pipeline`): each reads
+the tables earlier passes wrote and returns a new state (:meth:`State.evolve`) holding the tables
+it produced, leaving its input's tables as they were; the only shared writes are the append-only
+``decisions`` / ``diagnostics`` logs and the memo ``cache``. Nothing here prints.
 
 Side tables, by the pass that writes them:
 
@@ -20,6 +21,7 @@ Side tables, by the pass that writes them:
 
 from __future__ import annotations
 
+from copy import copy as _copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,7 @@ __all__ = [
     "Read",
     "Entry",
     "State",
+    "TABLES",
     "FLOAT_DTYPES",
     "describe_spec",
     "concrete_spec",
@@ -100,7 +103,7 @@ class Opinion:
     module: str = ""  # module whose config's qat_schedule applies
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Read:
     """One op input (or model output) reading a quantized value."""
 
@@ -117,7 +120,11 @@ class Read:
 
 @dataclass(slots=True)
 class Entry:
-    """One fake-quant being placed (becomes a QuantizerEntry)."""
+    """One fake-quant being placed (becomes a QuantizerEntry).
+
+    A pass that refines entries (``resolve_axes``, ``share_qparams``) works on copies
+    (:func:`dataclasses.replace`), never on the entries of the state it was given.
+    """
 
     address: str
     role: Role
@@ -202,6 +209,20 @@ class State:
         self.cache: dict[Any, Any] = {}  # per-pass memo tables (keys start with the pass's own tag)
 
     # -- helpers ---------------------------------------------------------------------------
+    def evolve(self, **tables: Any) -> State:
+        """A new state sharing this one's inputs and derived lookups, with `tables` replaced.
+
+        A pass returns ``state.evolve(<table>=<the new table>, ...)``; the tables it was given
+        stay as they were.
+        """
+        unknown = sorted(set(tables) - TABLES)
+        if unknown:
+            raise TypeError(f"`{unknown[0]}` is not a State table")
+        new = _copy(self)
+        for name, value in tables.items():
+            setattr(new, name, value)
+        return new
+
     def path(self, parts: Parts) -> str:
         """The config path text of `parts` (memoised: the same rules come up for many tensors)."""
         text = self._paths.get(parts)
@@ -263,6 +284,15 @@ class State:
         """Whether the value at `address` is a known floating-point tensor (only those are quantized)."""
         info = self.tensor.get(address)
         return info is not None and info[1] in FLOAT_DTYPES
+
+
+TABLES = frozenset(
+    {
+        "module_choice", "op_rule", "in_opinion", "out_opinion", "state_opinion", "fused", "root",
+        "readers_of_root", "reads", "dangling", "state_override", "entries", "specs", "quantizers",
+    }
+)  # fmt: skip
+"""The side tables the passes produce (each written by the passes ``pipeline.PASSES`` names)."""
 
 
 def lookup_tensor_spec(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
