@@ -89,8 +89,9 @@ _TRANSPOSED_AXES = {"per_channel_axis": 1, "per_block_axis": 0}
 _BINARY = ("input", "other")
 
 
-def _build() -> dict[str, OpInfo]:
-    rows: list[OpInfo] = [
+def _quantized_rows() -> list[OpInfo]:
+    """Compute and value-preserving ops (quantized by module configs)."""
+    return [
         # compute ops
         _row("linear", "compute", states=_W, **_LINEAR_AXES),
         *(_row(f"conv{d}d", "compute", states=_W, **_LINEAR_AXES) for d in (1, 2, 3)),
@@ -107,6 +108,12 @@ def _build() -> dict[str, OpInfo]:
         *(_row(f"adaptive_{p}_pool{d}d", "value_preserving") for p in ("max", "avg") for d in (1, 2, 3)),
         _row("flatten", "value_preserving"),
         _row("mean", "value_preserving"),
+    ]
+
+
+def _known_rows() -> list[OpInfo]:
+    """Known ops: quantized only when an op name/type config names them."""
+    return [
         # known ops: activations
         *(
             _row(a, "known")
@@ -143,6 +150,12 @@ def _build() -> dict[str, OpInfo]:
         _row("where", "known", inputs=("condition", "input", "other"), int_inputs=frozenset({"condition"})),
         _row("masked_fill", "known", inputs=("input", "mask"), int_inputs=frozenset({"mask"})),
         _row("stack", "known", inputs=("tensors",), list_input=True),
+    ]
+
+
+def _unquantized_rows() -> list[OpInfo]:
+    """Pass-through ops (transparent to the edge rule) and ignored ops (not tracked)."""
+    return [
         # pass-through ops
         *(
             _row(p, "pass_through")
@@ -165,7 +178,10 @@ def _build() -> dict[str, OpInfo]:
             )
         ),
     ]
-    return {r.op_type: r for r in rows}
+
+
+def _build() -> dict[str, OpInfo]:
+    return {r.op_type: r for r in (*_quantized_rows(), *_known_rows(), *_unquantized_rows())}
 
 
 OP_TABLE: Mapping[str, OpInfo] = _build()
@@ -180,64 +196,41 @@ BATCH_NORMS: tuple[str, ...] = ("batch_norm",)
 ARG_ALIASES: Mapping[str, str] = {"self": "input", "indices": "input"}
 
 _ALIASES: dict[str, str] = {
-    "concat": "cat",
-    "concatenate": "cat",
-    "@": "matmul",
-    "__matmul__": "matmul",
-    "__rmatmul__": "matmul",
-    "mm": "matmul",
+    **dict.fromkeys(("concat", "concatenate"), "cat"),
+    **dict.fromkeys(("@", "__matmul__", "__rmatmul__", "mm"), "matmul"),
     "multiply": "mul",
-    "subtract": "sub",
-    "divide": "div",
-    "true_divide": "div",
-    "__truediv__": "div",
-    "__rtruediv__": "div",
-    "__itruediv__": "div",
-    "__rdiv__": "div",
-    "__div__": "div",
-    "__idiv__": "div",
-    "rsub": "sub",
-    "__pow__": "pow",
-    "__rpow__": "pow",
-    "__ipow__": "pow",
-    "float_power": "pow",
-    "__neg__": "neg",
-    "negative": "neg",
+    **dict.fromkeys(("subtract", "rsub"), "sub"),
+    **dict.fromkeys(
+        ("divide", "true_divide", "__truediv__", "__rtruediv__", "__itruediv__", "__rdiv__", "__div__", "__idiv__"),
+        "div",
+    ),
+    **dict.fromkeys(("__pow__", "__rpow__", "__ipow__", "float_power"), "pow"),
+    **dict.fromkeys(("__neg__", "negative"), "neg"),
     "__getitem__": "getitem",
     "__setitem__": "setitem",
-    "__abs__": "abs",
-    "absolute": "abs",
-    "clip": "clamp",
-    "clamp_min": "clamp",
-    "clamp_max": "clamp",
+    **dict.fromkeys(("__abs__", "absolute"), "abs"),
+    **dict.fromkeys(("clip", "clamp_min", "clamp_max"), "clamp"),
     "hardtanh_": "hardtanh",
-    "silu_": "silu",
-    "swish": "silu",
+    **dict.fromkeys(("silu_", "swish"), "silu"),
     "relu_": "relu",
-    "T": "numpy_T",
-    "H": "numpy_T",
+    **dict.fromkeys(("T", "H"), "numpy_T"),
     "_unsafe_view": "view",
     "unsafe_split": "split",
     "unsafe_chunk": "chunk",
-    "dropout1d": "dropout",
-    "dropout2d": "dropout",
-    "dropout3d": "dropout",
-    "native_dropout": "dropout",
+    **dict.fromkeys(("dropout1d", "dropout2d", "dropout3d", "native_dropout"), "dropout"),
     "native_layer_norm": "layer_norm",
-    "native_batch_norm": "batch_norm",
-    "_native_batch_norm_legit": "batch_norm",
-    "_native_batch_norm_legit_no_training": "batch_norm",
+    **dict.fromkeys(
+        ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training"), "batch_norm"
+    ),
     "native_group_norm": "group_norm",
-    "_softmax": "softmax",
+    **dict.fromkeys(("_softmax", "special_softmax"), "softmax"),
     "_log_softmax": "log_softmax",
-    "special_softmax": "softmax",
     "max_pool2d_with_indices": "max_pool2d",
     "max_pool1d_with_indices": "max_pool1d",
     "max_pool3d_with_indices": "max_pool3d",
     "_adaptive_avg_pool2d": "adaptive_avg_pool2d",
     "_adaptive_avg_pool3d": "adaptive_avg_pool3d",
-    "_to_copy": "to",
-    "to_copy": "to",
+    **dict.fromkeys(("_to_copy", "to_copy"), "to"),
 }
 # in-place and dunder spellings of the binary ops: add_, __add__, __iadd__, iadd, __radd__ -> add
 for _op in ("add", "sub", "mul", "div"):

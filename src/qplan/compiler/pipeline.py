@@ -22,7 +22,8 @@ resolve_configs     inventory, config                           module_choice
 resolve_ops         module_choice                               op_rule, in/out/state_opinion
 fuse                in/out/state_opinion                        fused, in/out/state_opinion
 resolve_edges       in_opinion, out_opinion                     root, readers_of_root, reads, dangling
-apply_boundaries    module_choice, root, readers_of_root, reads reads, state_override
+apply_boundaries    module_choice, root, readers_of_root,       reads, state_override
+                    reads
 assign_schedules    module_choice, reads                        reads (``Read.schedule``)
 share_weights       module_choice, state_opinion,               entries (weights)
                     state_override

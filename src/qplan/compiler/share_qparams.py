@@ -14,7 +14,7 @@ from copy import copy
 
 from qplan.compiler.ops import op_class
 from qplan.compiler.plan import Decision
-from qplan.compiler.state import State
+from qplan.compiler.state import Entry, State
 
 __all__ = ["share_qparams"]
 
@@ -23,13 +23,7 @@ def share_qparams(state: State) -> State:
     """Put the quantized slots of each value-preserving op in one qparams group; returns the new state."""
     state = state.evolve(entries=[copy(e) for e in state.entries])  # the groups are set on copies
     entries = [e for e in state.entries if not e.dropped]
-    by_reader: dict[str, int] = {}
-    by_source: dict[str, list[int]] = {}
-    for n, e in enumerate(entries):
-        for r in e.readers:
-            by_reader[r] = n
-        if e.role == "output":
-            by_source.setdefault(e.source, []).append(n)
+    by_reader, by_source = _index(entries)
 
     parent = list(range(len(entries)))
 
@@ -65,6 +59,29 @@ def share_qparams(state: State) -> State:
     gops: dict[int, list[str]] = {}
     for n, op_names in ops_of.items():
         gops.setdefault(find(n), []).extend(op_names)
+    _name_groups(state, entries, groups, gops)
+    return state
+
+
+def _index(entries: list[Entry]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """(reader -> its entry, source -> its output entries), by position in `entries`."""
+    by_reader: dict[str, int] = {}
+    by_source: dict[str, list[int]] = {}
+    for n, e in enumerate(entries):
+        for r in e.readers:
+            by_reader[r] = n
+        if e.role == "output":
+            by_source.setdefault(e.source, []).append(n)
+    return by_reader, by_source
+
+
+def _name_groups(
+    state: State,
+    entries: list[Entry],
+    groups: dict[int, list[int]],
+    gops: dict[int, list[str]],
+) -> None:
+    """Give every group of two or more entries an id (``g0``, ``g1``, ... in entry order)."""
     count = 0
     for root in sorted(groups):
         members = groups[root]
@@ -83,4 +100,3 @@ def share_qparams(state: State) -> State:
                 group=gid,
             )
         )
-    return state

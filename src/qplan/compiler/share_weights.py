@@ -19,7 +19,7 @@ from qplan.compiler.assign_schedules import schedule_for
 from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, Opinion, State, describe_spec
-from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
+from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QATSchedule, QuantizationSpec
 
 __all__ = ["share_weights"]
 
@@ -41,26 +41,10 @@ def share_weights(state: State) -> State:
     for fqn, reads in uses.items():
         readers = [f"{op.name}:{name}" for _, _, _, op, name, _ in reads]
         first_k, first_s = reads[0][1], reads[0][2]
-        override = state.state_override.get(fqn)
-        if override is not None:
-            chosen = override
-            deciding = min(reads, key=lambda u: u[:2])
-            schedule = schedule_for(state, override.module)
-        else:
-            voters = [u for u in reads if u[5] is not None]
-            if not voters:
-                continue
-            deciding = min(voters, key=lambda u: u[:2])
-            chosen = deciding[5]
-            schedule = schedule_for(state, chosen.module)
-            for u in voters:
-                other = u[5]
-                if u is deciding:
-                    continue
-                other_sched = schedule_for(state, other.module)
-                same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
-                if not same or (chosen.spec is not None and other_sched != schedule):
-                    _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
+        decided = _decide(state, fqn, reads)
+        if decided is None:
+            continue
+        chosen, deciding, schedule = decided
         if len(reads) > 1:
             by = f"`{state.path(chosen.parts)}`"
             state.decisions.append(
@@ -73,7 +57,7 @@ def share_weights(state: State) -> State:
                     ),
                 )
             )
-        if chosen is None or chosen.spec is None:
+        if chosen.spec is None:
             continue
         shape, dtype = state.tensor[fqn]
         state.entries.append(
@@ -92,6 +76,33 @@ def share_weights(state: State) -> State:
             )
         )
     return state
+
+
+def _decide(state: State, fqn: str, reads: list[tuple]) -> tuple[Opinion, tuple, QATSchedule | None] | None:
+    """(deciding opinion, deciding use, schedule) of one parameter, or None when no consumer has
+    an opinion; a ``module_state_spec`` override decides first. Reports conflicting consumers."""
+    override = state.state_override.get(fqn)
+    if override is not None:
+        return (
+            override,
+            min(reads, key=lambda u: u[:2]),
+            schedule_for(state, override.module),
+        )
+    voters = [u for u in reads if u[5] is not None]
+    if not voters:
+        return None
+    deciding = min(voters, key=lambda u: u[:2])
+    chosen = deciding[5]
+    schedule = schedule_for(state, chosen.module)
+    for u in voters:
+        other = u[5]
+        if u is deciding:
+            continue
+        other_sched = schedule_for(state, other.module)
+        same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
+        if not same or (chosen.spec is not None and other_sched != schedule):
+            _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
+    return chosen, deciding, schedule
 
 
 def _explicit_null(state: State, module: str) -> Opinion | None:
