@@ -33,5 +33,6 @@ def assign_schedules(state: State) -> State:
         key = (read.sched_module, read.fallback_module)
         if key not in cache:
             cache[key] = schedule_for(state, *key)
-        reads[reader] = replace(read, schedule=cache[key])
+        schedule = cache[key]
+        reads[reader] = read if read.schedule == schedule else replace(read, schedule=schedule)
     return state.evolve(reads=reads)

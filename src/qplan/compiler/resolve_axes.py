@@ -23,19 +23,22 @@ __all__ = ["resolve_axes"]
 def resolve_axes(state: State) -> State:
     """Fill in default axes and check axes and block sizes of every entry; returns the new state.
 
-    The entries are copied first: the helpers below refine the copies (axis, block size, dropped).
+    An entry this pass refines (axis, block size, dropped) is copied first; the others are kept.
     """
-    state = state.evolve(entries=[copy(e) for e in state.entries])
+    entries = []
     for e in state.entries:
         g = e.spec.granularity
         if e.role == "state" and e.spec.qparam_calculator_cls == "dynamic":
+            e = copy(e)
             _error(state, e, "unsupported-spec", f"weight `{e.address}` cannot use qparam_calculator_cls `dynamic`")
-            continue
-        if isinstance(g, PerChannelGranularity):
+        elif isinstance(g, PerChannelGranularity):
+            e = copy(e)
             e.axis = _axis(state, e, g.axis, "per_channel")
         elif isinstance(g, PerBlockGranularity):
+            e = copy(e)
             _block(state, e, g)
-    return state
+        entries.append(e)
+    return state.evolve(entries=entries)
 
 
 def _axis(state: State, e: Entry, axis: int | None, kind: str) -> int | None:

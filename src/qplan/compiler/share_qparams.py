@@ -21,8 +21,9 @@ __all__ = ["share_qparams"]
 
 def share_qparams(state: State) -> State:
     """Put the quantized slots of each value-preserving op in one qparams group; returns the new state."""
-    state = state.evolve(entries=[copy(e) for e in state.entries])  # the groups are set on copies
-    entries = [e for e in state.entries if not e.dropped]
+    state = state.evolve(entries=list(state.entries))  # an entry that joins a group is replaced by a copy
+    live = [k for k, e in enumerate(state.entries) if not e.dropped]
+    entries = [state.entries[k] for k in live]
     by_reader, by_source = _index(entries)
 
     parent = list(range(len(entries)))
@@ -59,7 +60,10 @@ def share_qparams(state: State) -> State:
     gops: dict[int, list[str]] = {}
     for n, op_names in ops_of.items():
         gops.setdefault(find(n), []).extend(op_names)
-    _name_groups(state, entries, groups, gops)
+    for n, gid in _name_groups(state, entries, groups, gops).items():
+        grouped = copy(entries[n])
+        grouped.group = gid
+        state.entries[live[n]] = grouped
     return state
 
 
@@ -80,8 +84,9 @@ def _name_groups(
     entries: list[Entry],
     groups: dict[int, list[int]],
     gops: dict[int, list[str]],
-) -> None:
-    """Give every group of two or more entries an id (``g0``, ``g1``, ... in entry order)."""
+) -> dict[int, str]:
+    """The group id of every entry in a group of two or more (``g0``, ``g1``, ... in entry order)."""
+    group_of: dict[int, str] = {}
     count = 0
     for root in sorted(groups):
         members = groups[root]
@@ -90,7 +95,7 @@ def _name_groups(
         gid = f"g{count}"
         count += 1
         for n in members:
-            entries[n].group = gid
+            group_of[n] = gid
         names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, [])))
         state.decisions.append(
             Decision(
@@ -100,3 +105,4 @@ def _name_groups(
                 group=gid,
             )
         )
+    return group_of
