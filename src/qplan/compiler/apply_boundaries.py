@@ -23,7 +23,8 @@ __all__ = ["apply_boundaries"]
 
 
 def apply_boundaries(state: State) -> State:
-    """Let module_*_spec override the reads and states at module boundaries; returns `state`."""
+    """Let module_*_spec override the reads and states at module boundaries; returns the new state."""
+    state = state.evolve(reads=dict(state.reads), state_override={})
     for m in state.inventory.modules:
         choice = state.module_choice.get(m.path)
         if choice is None or not choice.owner or choice.rule is None or choice.rule.config is None:
@@ -89,7 +90,7 @@ def _override(state: State, address: str, root: str, readers: list[str], op: Opi
             root=root,
             opinion=op,
             order=_order(state, reader),
-            tag=address,
+            boundary_address=address,
             extra_beaten=(old.opinion.parts,) if old is not None else (),
             sched_module=op.module,
             fallback_module=op.module,

@@ -9,6 +9,8 @@ config) the producer's schedule applies. Weights take their first consumer's sch
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qplan.compiler.state import State
 from qplan.schema.types import QATSchedule
 
@@ -24,11 +26,13 @@ def schedule_for(state: State, module: str, fallback: str | None = None) -> QATS
 
 
 def assign_schedules(state: State) -> State:
-    """Attach the governing qat_schedule to every read; returns `state`."""
+    """Attach the governing qat_schedule to every read; returns the new state (new ``reads``)."""
     cache: dict[tuple[str, str], QATSchedule | None] = {}
-    for read in state.reads.values():
+    reads = {}
+    for reader, read in state.reads.items():
         key = (read.sched_module, read.fallback_module)
         if key not in cache:
             cache[key] = schedule_for(state, *key)
-        read.schedule = cache[key]
-    return state
+        schedule = cache[key]
+        reads[reader] = read if read.schedule == schedule else replace(read, schedule=schedule)
+    return state.evolve(reads=reads)

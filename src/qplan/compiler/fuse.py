@@ -11,8 +11,8 @@ decisions with subjects ``(batch-norm op, weight fqn)`` when the anchor has a we
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
 from qplan.compiler.inventory import Op
+from qplan.compiler.ops import is_batch_norm, is_fusable_activation, op_class
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import State
 
@@ -20,17 +20,23 @@ __all__ = ["fuse"]
 
 
 def fuse(state: State) -> State:
-    """Group compute ops with their BatchNorm / activation readers (``state.fused``); returns `state`."""
+    """Group compute ops with their BatchNorm / activation readers (``state.fused``); returns the new state."""
+    state = state.evolve(
+        fused={},
+        in_opinion=dict(state.in_opinion),
+        out_opinion=dict(state.out_opinion),
+        state_opinion=dict(state.state_opinion),
+    )
     ops = state.inventory.ops
     count = 0
     for op in ops:
-        if _optable.op_class(op.op_type) != "compute" or op.name in state.fused:
+        if op_class(op.op_type) != "compute" or op.name in state.fused:
             continue
         chain = [op]
-        bn = _sole_reader(state, chain[-1], _optable.is_batch_norm)
+        bn = _sole_reader(state, chain[-1], is_batch_norm)
         if bn is not None:
             chain.append(bn)
-        act = _sole_reader(state, chain[-1], _optable.is_fusable_activation)
+        act = _sole_reader(state, chain[-1], is_fusable_activation)
         if act is not None:
             chain.append(act)
         if len(chain) == 1:

@@ -22,7 +22,7 @@ def resolved_spec(e: Entry) -> ResolvedSpec:
     calc = s.qparam_calculator_cls
     if calc == "default":
         calc = "static" if e.role == "state" else "moving_average"
-    gran = s.granularity.__struct_config__.tag
+    gran = str(s.granularity.__struct_config__.tag)
     scale_dtype = s.scale_dtype
     if s.dtype == "float4_e2m1fn_x2" and scale_dtype is None:
         scale_dtype = "float8_e8m0fnu"
@@ -44,7 +44,7 @@ def resolved_spec(e: Entry) -> ResolvedSpec:
 
 
 def intern_specs(state: State) -> State:
-    """Build the spec table and the plan's quantizer entries; returns `state`."""
+    """Build the spec table and the plan's quantizer entries; returns the new state."""
     ids: dict[ResolvedSpec, str] = {}
     out: list[QuantizerEntry] = []
     for e in state.entries:
@@ -68,9 +68,7 @@ def intern_specs(state: State) -> State:
                 provenance=_provenance(state, e),
             )
         )
-    state.specs = {sid: rs for rs, sid in ids.items()}
-    state.quantizers = out
-    return state
+    return state.evolve(specs={sid: rs for rs, sid in ids.items()}, quantizers=out)
 
 
 def _provenance(state: State, e: Entry) -> Provenance:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Literal
 
 import msgspec
@@ -40,7 +41,13 @@ __all__ = [
     "is_known",
     "op_class",
     "suggest",
-    "op_types",
+    "table_op_type",
+    "input_name",
+    "is_int_input",
+    "state_slots",
+    "weight_axis",
+    "is_batch_norm",
+    "is_fusable_activation",
 ]
 
 OpClass = Literal["compute", "value_preserving", "pass_through", "known", "ignore"]
@@ -71,14 +78,20 @@ def _row(op_type: str, cls: OpClass, **kw: object) -> OpInfo:
     return OpInfo(op_type=op_type, cls=cls, **kw)  # type: ignore[arg-type]
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """Op types written as one space-separated string (keeps the long lists of the table short)."""
+    return tuple(text.split())
+
+
 _W = ("weight", "bias")
 _LINEAR_AXES = {"per_channel_axis": 0, "per_block_axis": 1}
 _TRANSPOSED_AXES = {"per_channel_axis": 1, "per_block_axis": 0}
 _BINARY = ("input", "other")
 
 
-def _build() -> dict[str, OpInfo]:
-    rows: list[OpInfo] = [
+def _quantized_rows() -> list[OpInfo]:
+    """Compute and value-preserving ops (quantized by module configs)."""
+    return [
         # compute ops
         _row("linear", "compute", states=_W, **_LINEAR_AXES),
         *(_row(f"conv{d}d", "compute", states=_W, **_LINEAR_AXES) for d in (1, 2, 3)),
@@ -95,27 +108,18 @@ def _build() -> dict[str, OpInfo]:
         *(_row(f"adaptive_{p}_pool{d}d", "value_preserving") for p in ("max", "avg") for d in (1, 2, 3)),
         _row("flatten", "value_preserving"),
         _row("mean", "value_preserving"),
+    ]
+
+
+def _known_rows() -> list[OpInfo]:
+    """Known ops: quantized only when an op name/type config names them."""
+    return [
         # known ops: activations
         *(
             _row(a, "known")
-            for a in (
-                "relu",
-                "relu6",
-                "leaky_relu",
-                "gelu",
-                "silu",
-                "sigmoid",
-                "tanh",
-                "hardswish",
-                "hardsigmoid",
-                "hardtanh",
-                "elu",
-                "selu",
-                "celu",
-                "mish",
-                "softplus",
-                "glu",
-                "logsigmoid",
+            for a in _names(
+                "relu relu6 leaky_relu gelu silu sigmoid tanh hardswish hardsigmoid hardtanh elu selu celu mish "
+                "softplus glu logsigmoid"
             )
         ),
         _row("prelu", "known", states=("weight",)),
@@ -137,27 +141,8 @@ def _build() -> dict[str, OpInfo]:
         _row("pow", "known", inputs=("input", "exponent")),
         *(
             _row(u, "known")
-            for u in (
-                "rsqrt",
-                "sqrt",
-                "neg",
-                "exp",
-                "log",
-                "abs",
-                "sin",
-                "cos",
-                "erf",
-                "reciprocal",
-                "square",
-                "clamp",
-                "sum",
-                "amax",
-                "amin",
-                "var",
-                "std",
-                "cumsum",
-                "tril",
-                "triu",
+            for u in _names(
+                "rsqrt sqrt neg exp log abs sin cos erf reciprocal square clamp sum amax amin var std cumsum tril triu"
             )
         ),
         _row("addmm", "known", inputs=("input", "mat1", "mat2")),
@@ -165,112 +150,38 @@ def _build() -> dict[str, OpInfo]:
         _row("where", "known", inputs=("condition", "input", "other"), int_inputs=frozenset({"condition"})),
         _row("masked_fill", "known", inputs=("input", "mask"), int_inputs=frozenset({"mask"})),
         _row("stack", "known", inputs=("tensors",), list_input=True),
+    ]
+
+
+def _unquantized_rows() -> list[OpInfo]:
+    """Pass-through ops (transparent to the edge rule) and ignored ops (not tracked)."""
+    return [
         # pass-through ops
         *(
             _row(p, "pass_through")
-            for p in (
-                "reshape",
-                "view",
-                "view_as",
-                "reshape_as",
-                "permute",
-                "transpose",
-                "t",
-                "contiguous",
-                "clone",
-                "detach",
-                "alias",
-                "dropout",
-                "slice",
-                "select",
-                "unsqueeze",
-                "squeeze",
-                "expand",
-                "expand_as",
-                "getitem",
-                "chunk",
-                "split",
-                "split_with_sizes",
-                "unbind",
-                "unflatten",
-                "narrow",
-                "movedim",
-                "flip",
-                "roll",
-                "repeat",
-                "repeat_interleave",
-                "index_select",
-                "gather",
-                "to",
-                "type",
-                "type_as",
-                "float",
-                "half",
-                "bfloat16",
-                "double",
-                "identity",
-                "unfold",
-                "tile",
-                "broadcast_to",
-                "numpy_T",
-                "mT",
-                "mH",
-                "index",
-                "feature_dropout",
-                "alpha_dropout",
-                "requires_grad_",
-                "data",
-                "getattr",
-                "long",
-                "int",
-                "bool",
-                "short",
-                "byte",
-                "char",
-                "cpu",
-                "cuda",
+            for p in _names(
+                "reshape view view_as reshape_as permute transpose t contiguous clone detach alias dropout slice "
+                "select unsqueeze squeeze expand expand_as getitem chunk split split_with_sizes unbind unflatten "
+                "narrow movedim flip roll repeat repeat_interleave index_select gather to type type_as float half "
+                "bfloat16 double identity unfold tile broadcast_to numpy_T mT mH index feature_dropout "
+                "alpha_dropout requires_grad_ data getattr long int bool short byte char cpu cuda"
             )
         ),
         # ignored: creation, bookkeeping, in-place writes into views
         *(
             _row(i, "ignore", inputs=())
-            for i in (
-                "arange",
-                "zeros",
-                "ones",
-                "full",
-                "empty",
-                "zeros_like",
-                "ones_like",
-                "full_like",
-                "empty_like",
-                "rand",
-                "randn",
-                "rand_like",
-                "randn_like",
-                "tensor",
-                "as_tensor",
-                "new_zeros",
-                "new_ones",
-                "new_full",
-                "new_empty",
-                "new_tensor",
-                "lift_fresh_copy",
-                "lift_fresh",
-                "scalar_tensor",
-                "setitem",
-                "copy_",
-                "_assert_tensor_metadata",
-                "sym_size",
-                "sym_numel",
-                "sym_stride",
-                "_assert_scalar",
-                "linspace",
-                "eye",
+            for i in _names(
+                "arange zeros ones full empty zeros_like ones_like full_like empty_like rand randn rand_like "
+                "randn_like tensor as_tensor new_zeros new_ones new_full new_empty new_tensor lift_fresh_copy "
+                "lift_fresh scalar_tensor setitem copy_ _assert_tensor_metadata sym_size sym_numel sym_stride "
+                "_assert_scalar linspace eye"
             )
         ),
     ]
-    return {r.op_type: r for r in rows}
+
+
+def _build() -> dict[str, OpInfo]:
+    return {r.op_type: r for r in (*_quantized_rows(), *_known_rows(), *_unquantized_rows())}
 
 
 OP_TABLE: Mapping[str, OpInfo] = _build()
@@ -285,64 +196,41 @@ BATCH_NORMS: tuple[str, ...] = ("batch_norm",)
 ARG_ALIASES: Mapping[str, str] = {"self": "input", "indices": "input"}
 
 _ALIASES: dict[str, str] = {
-    "concat": "cat",
-    "concatenate": "cat",
-    "@": "matmul",
-    "__matmul__": "matmul",
-    "__rmatmul__": "matmul",
-    "mm": "matmul",
+    **dict.fromkeys(("concat", "concatenate"), "cat"),
+    **dict.fromkeys(("@", "__matmul__", "__rmatmul__", "mm"), "matmul"),
     "multiply": "mul",
-    "subtract": "sub",
-    "divide": "div",
-    "true_divide": "div",
-    "__truediv__": "div",
-    "__rtruediv__": "div",
-    "__itruediv__": "div",
-    "__rdiv__": "div",
-    "__div__": "div",
-    "__idiv__": "div",
-    "rsub": "sub",
-    "__pow__": "pow",
-    "__rpow__": "pow",
-    "__ipow__": "pow",
-    "float_power": "pow",
-    "__neg__": "neg",
-    "negative": "neg",
+    **dict.fromkeys(("subtract", "rsub"), "sub"),
+    **dict.fromkeys(
+        ("divide", "true_divide", "__truediv__", "__rtruediv__", "__itruediv__", "__rdiv__", "__div__", "__idiv__"),
+        "div",
+    ),
+    **dict.fromkeys(("__pow__", "__rpow__", "__ipow__", "float_power"), "pow"),
+    **dict.fromkeys(("__neg__", "negative"), "neg"),
     "__getitem__": "getitem",
     "__setitem__": "setitem",
-    "__abs__": "abs",
-    "absolute": "abs",
-    "clip": "clamp",
-    "clamp_min": "clamp",
-    "clamp_max": "clamp",
+    **dict.fromkeys(("__abs__", "absolute"), "abs"),
+    **dict.fromkeys(("clip", "clamp_min", "clamp_max"), "clamp"),
     "hardtanh_": "hardtanh",
-    "silu_": "silu",
-    "swish": "silu",
+    **dict.fromkeys(("silu_", "swish"), "silu"),
     "relu_": "relu",
-    "T": "numpy_T",
-    "H": "numpy_T",
+    **dict.fromkeys(("T", "H"), "numpy_T"),
     "_unsafe_view": "view",
     "unsafe_split": "split",
     "unsafe_chunk": "chunk",
-    "dropout1d": "dropout",
-    "dropout2d": "dropout",
-    "dropout3d": "dropout",
-    "native_dropout": "dropout",
+    **dict.fromkeys(("dropout1d", "dropout2d", "dropout3d", "native_dropout"), "dropout"),
     "native_layer_norm": "layer_norm",
-    "native_batch_norm": "batch_norm",
-    "_native_batch_norm_legit": "batch_norm",
-    "_native_batch_norm_legit_no_training": "batch_norm",
+    **dict.fromkeys(
+        ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training"), "batch_norm"
+    ),
     "native_group_norm": "group_norm",
-    "_softmax": "softmax",
+    **dict.fromkeys(("_softmax", "special_softmax"), "softmax"),
     "_log_softmax": "log_softmax",
-    "special_softmax": "softmax",
     "max_pool2d_with_indices": "max_pool2d",
     "max_pool1d_with_indices": "max_pool1d",
     "max_pool3d_with_indices": "max_pool3d",
     "_adaptive_avg_pool2d": "adaptive_avg_pool2d",
     "_adaptive_avg_pool3d": "adaptive_avg_pool3d",
-    "_to_copy": "to",
-    "to_copy": "to",
+    **dict.fromkeys(("_to_copy", "to_copy"), "to"),
 }
 # in-place and dunder spellings of the binary ops: add_, __add__, __iadd__, iadd, __radd__ -> add
 for _op in ("add", "sub", "mul", "div"):
@@ -424,15 +312,13 @@ def is_known(op_type: str | None) -> bool:
     return key is not None and key in OP_TABLE
 
 
-def op_class(op_type: str | None) -> str | None:
-    """The class of `op_type`, or None when it is not in the table (never quantized at op level)."""
-    key = normalize_op_type(op_type)
-    return OP_TABLE[key].cls if key in OP_TABLE else None
+def op_class(op_type: str | None) -> OpClass | None:
+    """The class of `op_type` (any spelling), or None when it is not in the table.
 
-
-def op_types(*classes: str) -> tuple[str, ...]:
-    """All op types of the given classes (all when none given), in table order."""
-    return tuple(k for k, v in OP_TABLE.items() if not classes or v.cls in classes)
+    Ops outside the table and ``ignore`` ops are never quantized at op level.
+    """
+    info = _lookup(op_type)
+    return info.cls if info is not None else None
 
 
 def suggest(name: str, choices: Iterable[str] | None = None) -> str | None:
@@ -446,3 +332,62 @@ def suggest(name: str, choices: Iterable[str] | None = None) -> str | None:
     if not match or lowered[match[0]] == name:
         return None
     return f"did you mean `{lowered[match[0]]}`?"
+
+
+# -- the questions the passes ask (memoised: each op type comes up for many ops) ----------------
+
+
+@cache
+def _lookup(op_type: str | None) -> OpInfo | None:
+    return OP_TABLE.get(normalize_op_type(op_type) or "")
+
+
+@cache
+def table_op_type(key: str) -> str | None:
+    """The op type a config key names (any spelling), or None when the key is not in the table."""
+    name = normalize_op_type(key)
+    return name if name is not None and name in OP_TABLE else None
+
+
+@cache
+def input_name(op_type: str, i: int) -> str | None:
+    """The table's name for input `i` of `op_type` (list inputs: the list's name), or None."""
+    info = _lookup(op_type)
+    if info is None or not info.inputs:
+        return None
+    if info.list_input:
+        return info.inputs[0]
+    return info.inputs[i] if i < len(info.inputs) else None
+
+
+def is_int_input(op_type: str, i: int) -> bool:
+    """True for inputs that hold integers by definition (embedding indices, masks)."""
+    info = _lookup(op_type)
+    name = input_name(op_type, i)
+    return info is not None and name is not None and name in info.int_inputs
+
+
+@cache
+def state_slots(op_type: str) -> tuple[str, ...]:
+    """The table's state slots of `op_type` (`weight`, `bias`, ...); other states are custom."""
+    info = _lookup(op_type)
+    return info.states if info is not None else ()
+
+
+@cache
+def weight_axis(op_type: str, granularity: str) -> int | None:
+    """Default axis of a weight read by `op_type` for `per_channel` / `per_block`, or None."""
+    info = _lookup(op_type)
+    if info is None:
+        return None
+    return info.per_channel_axis if granularity == "per_channel" else info.per_block_axis
+
+
+def is_batch_norm(op_type: str) -> bool:
+    """BatchNorm op types (fused into a preceding compute op, SPEC §2.5)."""
+    return op_type in BATCH_NORMS
+
+
+def is_fusable_activation(op_type: str) -> bool:
+    """Activations that fuse with a preceding compute op (SPEC §2.5)."""
+    return op_type in FUSABLE_ACTIVATIONS

@@ -1,18 +1,38 @@
 """The compiler pipeline: a tuple of passes and the loop that runs them (SPEC §2).
 
-Each pass is a plain function ``State -> State`` in its own module; order matters:
+Each pass is a plain function ``State -> State`` in its own module, wrapped in a :class:`Pass`
+record that says, as data, which side tables of :class:`~qplan.compiler.state.State` it
+``reads`` and which it ``writes``. The contract:
 
-1. ``resolve_configs``  module config per module (name > type > global)
-2. ``resolve_ops``      op config per op, tensor opinions (needs 1)
-3. ``fuse``             fusion groups rewrite opinions (needs 2)
-4. ``resolve_edges``    the edge rule: what each consumer reads (needs 3)
-5. ``apply_boundaries`` module_*_spec override reads and states (needs 4)
-6. ``assign_schedules`` schedule of every read (needs 5)
-7. ``share_weights``    one fake-quant per parameter (needs 2, 5)
-8. ``place_quantizers`` reads grouped into fake-quants (needs 6)
-9. ``resolve_axes``     axis defaults, block checks (needs 7, 8)
-10. ``share_qparams``   union-find groups on value-preserving ops (needs 9)
-11. ``intern_specs``    spec table and quantizer entries (needs 10)
+* a pass returns a **new** state (``state.evolve(table=...)``) holding the tables it wrote,
+  built fresh or copied from its input before being changed; the state it was given keeps
+  its tables as they were, so data flows one way, from pass to pass;
+* it writes only the tables it names in ``writes`` (:func:`run_passes` checks that every other
+  table is the same object as before, and that the input's tables did not change size);
+* the inputs (``inventory``, ``config``, ``spans``) and the lookups derived from the
+  inventory are shared and never written; the ``decisions`` and ``diagnostics`` logs are
+  append-only and shared by all states of one compile; ``cache`` is a memo table.
+
+Order matters; what each pass reads and writes:
+
+==================  ==========================================  =====================================
+pass                reads                                       writes
+==================  ==========================================  =====================================
+resolve_configs     inventory, config                           module_choice
+resolve_ops         module_choice                               op_rule, in/out/state_opinion
+fuse                in/out/state_opinion                        fused, in/out/state_opinion
+resolve_edges       in_opinion, out_opinion                     root, readers_of_root, reads, dangling
+apply_boundaries    module_choice, root, readers_of_root,       reads, state_override
+                    reads
+assign_schedules    module_choice, reads                        reads (``Read.schedule``)
+share_weights       module_choice, state_opinion,               entries (weights)
+                    state_override
+place_quantizers    module_choice, reads, out_opinion,          entries (+ activations)
+                    dangling, entries
+resolve_axes        entries                                     entries (axis, block size)
+share_qparams       fused, entries                              entries (qparams groups)
+intern_specs        entries                                     specs, quantizers
+==================  ==========================================  =====================================
 """
 
 from __future__ import annotations
@@ -20,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -39,40 +60,82 @@ from qplan.compiler.resolve_edges import resolve_edges
 from qplan.compiler.resolve_ops import resolve_ops
 from qplan.compiler.share_qparams import share_qparams
 from qplan.compiler.share_weights import share_weights
-from qplan.compiler.state import State
+from qplan.compiler.state import TABLES, State
 from qplan.diagnostics import CompileError, Diagnostic, sort_key
 from qplan.schema.types import ExecutionMode, QuantizerConfig
 
 __all__ = ["PASSES", "Pass", "run_passes", "compile_inventory", "compile_plan", "config_source"]
 
-Pass = Callable[[State], State]
+_OPINIONS = ("in_opinion", "out_opinion", "state_opinion")
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One compiler pass and its contract: the side tables it reads and the ones it writes."""
+
+    run: Callable[[State], State]
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.reads + self.writes) - TABLES - _INPUTS)
+        if unknown:
+            raise ValueError(f"pass `{self.name}` names unknown table `{unknown[0]}`")
+
+
+_INPUTS = frozenset({"inventory", "config"})
 
 PASSES: tuple[Pass, ...] = (
-    resolve_configs,
-    resolve_ops,
-    fuse,
-    resolve_edges,
-    apply_boundaries,
-    assign_schedules,
-    share_weights,
-    place_quantizers,
-    resolve_axes,
-    share_qparams,
-    intern_specs,
+    Pass(resolve_configs, reads=("inventory", "config"), writes=("module_choice",)),
+    Pass(resolve_ops, reads=("module_choice",), writes=("op_rule", *_OPINIONS)),
+    Pass(fuse, reads=_OPINIONS, writes=("fused", *_OPINIONS)),
+    Pass(resolve_edges, reads=("in_opinion", "out_opinion"), writes=("root", "readers_of_root", "reads", "dangling")),
+    Pass(
+        apply_boundaries,
+        reads=("module_choice", "root", "readers_of_root", "reads"),
+        writes=("reads", "state_override"),
+    ),
+    Pass(assign_schedules, reads=("module_choice", "reads"), writes=("reads",)),
+    Pass(share_weights, reads=("module_choice", "state_opinion", "state_override"), writes=("entries",)),
+    Pass(
+        place_quantizers,
+        reads=("module_choice", "reads", "out_opinion", "dangling", "entries"),
+        writes=("entries",),
+    ),
+    Pass(resolve_axes, reads=("entries",), writes=("entries",)),
+    Pass(share_qparams, reads=("fused", "entries"), writes=("entries",)),
+    Pass(intern_specs, reads=("entries",), writes=("specs", "quantizers")),
 )
 
 
 def run_passes(state: State, passes: Sequence[Pass] = PASSES, *, check: Callable[[State], None] | None = None) -> State:
-    """Run `passes` in order, calling `check` (e.g. ``State.lint``) after each one."""
+    """Run `passes` in order, checking each one's contract and calling `check` (e.g.
+    ``State.lint``) after each one."""
     with gc_paused():
         for p in passes:
-            state = p(state)
+            before = {t: getattr(state, t) for t in TABLES}
+            sizes = {t: len(v) for t, v in before.items()}
+            state = p.run(state)
+            _check_contract(p, before, sizes, state)
             if check is not None:
                 try:
                     check(state)
                 except AssertionError as e:
-                    raise AssertionError(f"after pass `{p.__name__}`: {e}") from e
+                    raise AssertionError(f"after pass `{p.name}`: {e}") from e
     return state
+
+
+def _check_contract(p: Pass, before: dict[str, Any], sizes: dict[str, int], after: State) -> None:
+    """`p` replaced only the tables it names in ``writes`` and left its input's tables unchanged."""
+    for table, old in before.items():
+        if len(old) != sizes[table]:
+            raise AssertionError(f"pass `{p.name}` changed its input's `{table}` in place")
+        if table not in p.writes and getattr(after, table) is not old:
+            raise AssertionError(f"pass `{p.name}` wrote `{table}`, which its contract does not list")
 
 
 def config_source(config: Any) -> tuple[QuantizerConfig, str, str, dict]:

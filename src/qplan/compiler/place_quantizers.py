@@ -11,6 +11,7 @@ Output-only values (``state.dangling``) get an output fake-quant with no readers
 from __future__ import annotations
 
 from qplan.compiler.assign_schedules import schedule_for
+from qplan.compiler.plan import Role
 from qplan.compiler.state import Entry, State
 
 __all__ = ["place_quantizers"]
@@ -19,32 +20,35 @@ _OUT_SLOT = 1000  # entry order: an op's outputs sort after its inputs and weigh
 
 
 def place_quantizers(state: State) -> State:
-    """Group reads with equal spec and schedule into fake-quant entries; returns `state`."""
+    """Group reads with equal spec and schedule into fake-quant entries; returns the new state."""
+    state = state.evolve(entries=list(state.entries))
     groups: dict[tuple, Entry] = {}
     producer_sched: dict[str, object] = {}
     for read in sorted(state.reads.values(), key=lambda r: r.order):
-        key = (read.root, read.opinion.spec, read.schedule, read.tag)
+        key = (read.root, read.opinion.spec, read.schedule, read.boundary_address)
         entry = groups.get(key)
         if entry is not None:
             entry.readers.append(read.reader)
             continue
         shape, dtype = state.tensor.get(read.root, ((), "float32"))
         producer = state.out_opinion.get(read.root)
-        role, address, order = "input", read.reader, read.order
-        if read.tag is not None:
-            role, address = "boundary", read.tag
+        spec = read.opinion.spec
+        assert spec is not None, "a decline never becomes a read"
+        role: Role = "input"
+        address, order, opinion = read.reader, read.order, read.opinion
+        if read.boundary_address is not None:
+            role, address = "boundary", read.boundary_address
         elif producer is not None and producer.spec == read.opinion.spec:
             if read.root not in producer_sched:
                 producer_sched[read.root] = schedule_for(state, producer.module)
             if producer_sched[read.root] == read.schedule:
-                role, address = "output", read.root
+                role, address, opinion = "output", read.root, producer
                 order = _output_order(state, read.root)
-        opinion = producer if role == "output" else read.opinion
         groups[key] = Entry(
             address=address,
             role=role,
             source=read.root,
-            spec=read.opinion.spec,
+            spec=spec,
             schedule=read.schedule,
             readers=[read.reader],
             opinion=opinion,
@@ -56,6 +60,7 @@ def place_quantizers(state: State) -> State:
     state.entries.extend(groups.values())
     for addr in state.dangling:
         o = state.out_opinion[addr]
+        assert o.spec is not None, "only quantized outputs dangle"
         shape, dtype = state.tensor[addr]
         state.entries.append(
             Entry(

@@ -10,7 +10,9 @@ range is an error. A block size that does not divide its dimension leaves the te
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
+from copy import copy
+
+from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, State
 from qplan.schema.types import PerBlockGranularity, PerChannelGranularity
@@ -19,17 +21,24 @@ __all__ = ["resolve_axes"]
 
 
 def resolve_axes(state: State) -> State:
-    """Fill in default axes and check axes and block sizes of every entry; returns `state`."""
+    """Fill in default axes and check axes and block sizes of every entry; returns the new state.
+
+    An entry this pass refines (axis, block size, dropped) is copied first; the others are kept.
+    """
+    entries = []
     for e in state.entries:
         g = e.spec.granularity
         if e.role == "state" and e.spec.qparam_calculator_cls == "dynamic":
+            e = copy(e)
             _error(state, e, "unsupported-spec", f"weight `{e.address}` cannot use qparam_calculator_cls `dynamic`")
-            continue
-        if isinstance(g, PerChannelGranularity):
+        elif isinstance(g, PerChannelGranularity):
+            e = copy(e)
             e.axis = _axis(state, e, g.axis, "per_channel")
         elif isinstance(g, PerBlockGranularity):
+            e = copy(e)
             _block(state, e, g)
-    return state
+        entries.append(e)
+    return state.evolve(entries=entries)
 
 
 def _axis(state: State, e: Entry, axis: int | None, kind: str) -> int | None:
@@ -44,7 +53,7 @@ def _axis(state: State, e: Entry, axis: int | None, kind: str) -> int | None:
                 help="activations need an explicit `granularity.axis`",
             )
             return None
-        axis = _optable.weight_axis(e.axis_op, kind) if e.axis_op else None
+        axis = weight_axis(e.axis_op, kind) if e.axis_op else None
         if axis is None:
             _error(
                 state,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from qplan.compiler.inventory import ModuleInfo
 from qplan.compiler.state import ModuleChoice, Rule, State
 from qplan.schema.types import ModuleQuantizerConfig
 from qplan.suggest import did_you_mean
@@ -28,7 +29,8 @@ _DEFAULT = ModuleQuantizerConfig()
 
 
 def resolve_configs(state: State) -> State:
-    """Fill ``state.module_choice`` with the module config governing every module; returns `state`."""
+    """Fill ``state.module_choice`` with the module config governing every module; returns the new state."""
+    state = state.evolve(module_choice={})
     cfg = state.config
     modules = state.inventory.modules
     name_rules = [
@@ -41,7 +43,7 @@ def resolve_configs(state: State) -> State:
     ]
     global_rule = Rule("global", None, 0, (_QC, "global_config"), cfg.global_config)
 
-    compiled = [re.compile(r.key) for r in name_rules]
+    compiled = [re.compile(r.key or "") for r in name_rules]
     type_of_class = _match_types(state, type_rules)
 
     matched: set[tuple[str, int]] = set()
@@ -85,7 +87,7 @@ def _parent(path: str) -> str:
 
 def _match_types(state: State, type_rules: list[Rule]) -> dict[str, list[int]]:
     """Class name -> indices of the type rules naming it; ambiguous bare names are errors."""
-    classes = {}
+    classes: dict[str, ModuleInfo] = {}
     for m in state.inventory.modules:
         classes.setdefault(m.cls, m)
     out: dict[str, list[int]] = {}

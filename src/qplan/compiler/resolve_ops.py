@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from qplan.compiler import _optable
+from qplan.compiler.ops import input_name, is_int_input, op_class, state_slots, suggest, table_op_type
 from qplan.compiler.state import (
     FLOAT_DTYPES,
     ModuleChoice,
@@ -41,7 +41,7 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
-from qplan.schema.types import OpQuantizerConfig
+from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
 
 __all__ = ["resolve_ops"]
@@ -65,12 +65,13 @@ class _RuleTable:
 
 
 def resolve_ops(state: State) -> State:
-    """Fill ``state.op_rule`` and the per-tensor opinions of every op; returns `state`."""
+    """Fill ``state.op_rule`` and the per-tensor opinions of every op; returns the new state."""
+    state = state.evolve(op_rule={}, in_opinion={}, out_opinion={}, state_opinion={})
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
     reset_checked: set[tuple[Parts, str]] = set()
     for op in state.inventory.ops:
-        cls = _optable.op_class(op.op_type)
+        cls = op_class(op.op_type)
         choice = _choice_for(state, op.module)
         if choice.rule is None or choice.rule.config is None:
             continue
@@ -82,7 +83,7 @@ def resolve_ops(state: State) -> State:
         table.governed_ops += 1
         if len(table.op_names) < 2000:
             table.op_names.append(op.name)
-        if cls is None or cls == "pass_through":
+        if cls in (None, "ignore", "pass_through"):
             continue
 
         matches: list[tuple[str, int, Parts, OpQuantizerConfig | None]] = []
@@ -131,17 +132,19 @@ def _report_resets(state: State, mrule: Rule, orule: OpRule) -> None:
 
 def _report_unknown_op_types(state: State) -> None:
     cfg = state.config
-    rules = [(("quantization_config", "global_config"), cfg.global_config)]
+    rules: list[tuple[Parts, ModuleQuantizerConfig | None]] = [
+        (("quantization_config", "global_config"), cfg.global_config)
+    ]
     for level in ("module_type_configs", "module_name_configs"):
         rules += [(("quantization_config", level, k), v) for k, v in getattr(cfg, level).items()]
     for parts, mcfg in rules:
         for key in mcfg.op_type_config if mcfg is not None else ():
-            if _optable.normalize_key(key) is None:
+            if table_op_type(key) is None:
                 state.report(
                     "unknown-op-type",
                     f"op type `{key}` is not in the op table",
                     (*parts, "op_type_config", key),
-                    help=_optable.suggest(key),
+                    help=suggest(key),
                 )
 
 
@@ -158,11 +161,12 @@ def _choice_for(state: State, module: str) -> ModuleChoice:
 
 def _compile(mrule: Rule) -> _RuleTable:
     cfg = mrule.config
+    assert cfg is not None, "a null module config has no op-level selectors"
     names = [(i, k, re.compile(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
     types: dict[str, list] = {}
     type_keys = []
     for i, (k, v) in enumerate(cfg.op_type_config.items()):
-        norm = _optable.normalize_key(k)
+        norm = table_op_type(k)
         type_keys.append((i, k, norm))
         if norm is not None:
             types.setdefault(norm, []).append((i, k, v))
@@ -185,9 +189,9 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     for i, t in enumerate(op.inputs):
         if t.source is None or t.dtype not in FLOAT_DTYPES or t.source in state_fqns:
             continue
-        if _optable.is_int_input(op.op_type, i):
+        if is_int_input(op.op_type, i):
             continue
-        o = _opinion(cfg, orule, defaulted, op.module, "op_input_spec", (str(i), _optable.input_name(op.op_type, i)))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_input_spec", (str(i), input_name(op.op_type, i)))
         if o is not None:
             state.in_opinion[op.input_address(i)] = o
     for j, t in enumerate(op.outputs):
@@ -196,7 +200,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
         o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j),))
         if o is not None:
             state.out_opinion[op.output_address(j)] = o
-    slots = _optable.state_slots(op.op_type)
+    slots = state_slots(op.op_type)
     for name, fqn in op.states.items():
         if not state.is_float(fqn):
             continue

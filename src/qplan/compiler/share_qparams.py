@@ -10,23 +10,21 @@ same resolved spec and schedule share qparams; the others keep their own. Group 
 
 from __future__ import annotations
 
-from qplan.compiler import _optable
+from copy import copy
+
+from qplan.compiler.ops import op_class
 from qplan.compiler.plan import Decision
-from qplan.compiler.state import State
+from qplan.compiler.state import Entry, State
 
 __all__ = ["share_qparams"]
 
 
 def share_qparams(state: State) -> State:
-    """Put the quantized slots of each value-preserving op in one qparams group; returns `state`."""
-    entries = [e for e in state.entries if not e.dropped]
-    by_reader: dict[str, int] = {}
-    by_source: dict[str, list[int]] = {}
-    for n, e in enumerate(entries):
-        for r in e.readers:
-            by_reader[r] = n
-        if e.role == "output":
-            by_source.setdefault(e.source, []).append(n)
+    """Put the quantized slots of each value-preserving op in one qparams group; returns the new state."""
+    state = state.evolve(entries=list(state.entries))  # an entry that joins a group is replaced by a copy
+    live = [k for k, e in enumerate(state.entries) if not e.dropped]
+    entries = [state.entries[k] for k in live]
+    by_reader, by_source = _index(entries)
 
     parent = list(range(len(entries)))
 
@@ -38,9 +36,9 @@ def share_qparams(state: State) -> State:
 
     ops_of: dict[int, list[str]] = {}
     for op in state.inventory.ops:
-        if _optable.op_class(op.op_type) != "value_preserving" or op.name in state.fused:
+        if op_class(op.op_type) != "value_preserving" or op.name in state.fused:
             continue
-        members = [by_reader[a] for i in range(len(op.inputs)) if (a := op.input_address(i)) in by_reader]
+        members = [by_reader[addr] for i in range(len(op.inputs)) if (addr := op.input_address(i)) in by_reader]
         for j in range(len(op.outputs)):
             members += by_source.get(op.output_address(j), ())
         parts: dict[tuple, list[int]] = {}
@@ -60,8 +58,35 @@ def share_qparams(state: State) -> State:
     for n in range(len(entries)):
         groups.setdefault(find(n), []).append(n)
     gops: dict[int, list[str]] = {}
-    for n, names in ops_of.items():
-        gops.setdefault(find(n), []).extend(names)
+    for n, op_names in ops_of.items():
+        gops.setdefault(find(n), []).extend(op_names)
+    for n, gid in _name_groups(state, entries, groups, gops).items():
+        grouped = copy(entries[n])
+        grouped.group = gid
+        state.entries[live[n]] = grouped
+    return state
+
+
+def _index(entries: list[Entry]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """(reader -> its entry, source -> its output entries), by position in `entries`."""
+    by_reader: dict[str, int] = {}
+    by_source: dict[str, list[int]] = {}
+    for n, e in enumerate(entries):
+        for r in e.readers:
+            by_reader[r] = n
+        if e.role == "output":
+            by_source.setdefault(e.source, []).append(n)
+    return by_reader, by_source
+
+
+def _name_groups(
+    state: State,
+    entries: list[Entry],
+    groups: dict[int, list[int]],
+    gops: dict[int, list[str]],
+) -> dict[int, str]:
+    """The group id of every entry in a group of two or more (``g0``, ``g1``, ... in entry order)."""
+    group_of: dict[int, str] = {}
     count = 0
     for root in sorted(groups):
         members = groups[root]
@@ -70,8 +95,8 @@ def share_qparams(state: State) -> State:
         gid = f"g{count}"
         count += 1
         for n in members:
-            entries[n].group = gid
-        names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, ())))
+            group_of[n] = gid
+        names = ", ".join(f"`{x}`" for x in dict.fromkeys(gops.get(root, [])))
         state.decisions.append(
             Decision(
                 kind="shared-qparams",
@@ -80,4 +105,4 @@ def share_qparams(state: State) -> State:
                 group=gid,
             )
         )
-    return state
+    return group_of

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import msgspec
 
-from qplan.compiler import _optable
 from qplan.compiler.assign_schedules import schedule_for
+from qplan.compiler.ops import weight_axis
 from qplan.compiler.plan import Decision
 from qplan.compiler.state import Entry, Opinion, State, describe_spec
-from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QuantizationSpec
+from qplan.schema.types import PerBlockGranularity, PerChannelGranularity, QATSchedule, QuantizationSpec
 
 __all__ = ["share_weights"]
 
@@ -27,7 +27,8 @@ _STATE_SLOT = 100  # entry order: an op's weights sort after its inputs, before 
 
 
 def share_weights(state: State) -> State:
-    """One state fake-quant per parameter, decided by its first consumer module; returns `state`."""
+    """One state fake-quant per parameter, decided by its first consumer module; returns the new state."""
+    state = state.evolve(entries=[])
     uses: dict[str, list[tuple]] = {}
     for k, op in enumerate(state.inventory.ops):
         for s, (name, fqn) in enumerate(op.states.items()):
@@ -40,26 +41,10 @@ def share_weights(state: State) -> State:
     for fqn, reads in uses.items():
         readers = [f"{op.name}:{name}" for _, _, _, op, name, _ in reads]
         first_k, first_s = reads[0][1], reads[0][2]
-        override = state.state_override.get(fqn)
-        if override is not None:
-            chosen = override
-            deciding = min(reads, key=lambda u: u[:2])
-            schedule = schedule_for(state, override.module)
-        else:
-            voters = [u for u in reads if u[5] is not None]
-            if not voters:
-                continue
-            deciding = min(voters, key=lambda u: u[:2])
-            chosen = deciding[5]
-            schedule = schedule_for(state, chosen.module)
-            for u in voters:
-                other = u[5]
-                if u is deciding:
-                    continue
-                other_sched = schedule_for(state, other.module)
-                same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
-                if not same or (chosen.spec is not None and other_sched != schedule):
-                    _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
+        decided = _decide(state, fqn, reads)
+        if decided is None:
+            continue
+        chosen, deciding, schedule = decided
         if len(reads) > 1:
             by = f"`{state.path(chosen.parts)}`"
             state.decisions.append(
@@ -72,7 +57,7 @@ def share_weights(state: State) -> State:
                     ),
                 )
             )
-        if chosen is None or chosen.spec is None:
+        if chosen.spec is None:
             continue
         shape, dtype = state.tensor[fqn]
         state.entries.append(
@@ -93,6 +78,33 @@ def share_weights(state: State) -> State:
     return state
 
 
+def _decide(state: State, fqn: str, reads: list[tuple]) -> tuple[Opinion, tuple, QATSchedule | None] | None:
+    """(deciding opinion, deciding use, schedule) of one parameter, or None when no consumer has
+    an opinion; a ``module_state_spec`` override decides first. Reports conflicting consumers."""
+    override = state.state_override.get(fqn)
+    if override is not None:
+        return (
+            override,
+            min(reads, key=lambda u: u[:2]),
+            schedule_for(state, override.module),
+        )
+    voters = [u for u in reads if u[5] is not None]
+    if not voters:
+        return None
+    deciding = min(voters, key=lambda u: u[:2])
+    chosen = deciding[5]
+    schedule = schedule_for(state, chosen.module)
+    for u in voters:
+        other = u[5]
+        if u is deciding:
+            continue
+        other_sched = schedule_for(state, other.module)
+        same = _effective(other.spec, u[3].op_type) == _effective(chosen.spec, deciding[3].op_type)
+        if not same or (chosen.spec is not None and other_sched != schedule):
+            _conflict(state, fqn, deciding, u, chosen, other, schedule, other_sched)
+    return chosen, deciding, schedule
+
+
 def _explicit_null(state: State, module: str) -> Opinion | None:
     """A module governed by an explicit null rule (`module_*_configs: {key: null}`) declines its
     weights; under a null *global* config a module has no opinion (the next consumer decides)."""
@@ -106,9 +118,9 @@ def _explicit_null(state: State, module: str) -> Opinion | None:
 def _effective(spec: QuantizationSpec | None, op_type: str) -> QuantizationSpec | None:
     """The spec with an omitted weight axis filled from `op_type`'s default (for comparisons)."""
     g = spec.granularity if spec is not None else None
-    if isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
+    if spec is not None and isinstance(g, (PerChannelGranularity, PerBlockGranularity)) and g.axis is None:
         kind = "per_channel" if isinstance(g, PerChannelGranularity) else "per_block"
-        axis = _optable.weight_axis(op_type, kind)
+        axis = weight_axis(op_type, kind)
         if axis is not None and not (isinstance(g, PerBlockGranularity) and isinstance(g.block_size, tuple)):
             return msgspec.structs.replace(spec, granularity=msgspec.structs.replace(g, axis=axis))
     return spec

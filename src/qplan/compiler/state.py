@@ -1,18 +1,19 @@
 """The compiler's working state: the inventory and config plus side tables the passes fill in.
 
-Passes are plain functions ``state -> state`` (see :mod:`qplan.compiler.pipeline`); they read
-the tables earlier passes wrote, add their own, and append :class:`Decision` and
-:class:`Diagnostic` records. Nothing here prints.
+Passes are plain functions ``state -> state`` (see :mod:`qplan.compiler.pipeline`): each reads
+the tables earlier passes wrote and returns a new state (:meth:`State.evolve`) holding the tables
+it produced, leaving its input's tables as they were; the only shared writes are the append-only
+``decisions`` / ``diagnostics`` logs and the memo ``cache``. Nothing here prints.
 
 Side tables, by the pass that writes them:
 
-* ``resolve_configs``: ``module_choice`` (module path -> winning module rule), ``op_rule``,
-  and per-tensor opinions ``in_opinion`` / ``out_opinion`` (by address) and ``state_opinion``
-  (by ``(op name, state name)``);
+* ``resolve_configs``: ``module_choice`` (module path -> winning module rule);
+* ``resolve_ops``: ``op_rule`` (op name -> winning op rule) and the per-tensor opinions
+  ``in_opinion`` / ``out_opinion`` (by address) and ``state_opinion`` (by ``(op name, state name)``);
 * ``fuse``: ``fused`` (op name -> fusion group id), rewritten opinions;
 * ``resolve_edges``: ``root`` (value address seen through pass-through ops), ``readers_of_root``
   and ``reads`` (reader address -> :class:`Read`), ``dangling`` (output-only values);
-* ``apply_boundaries``: rewritten ``reads``, ``state_override``;
+* ``apply_boundaries``: rewritten ``reads`` (``Read.boundary_address``), ``state_override``;
 * ``assign_schedules``: ``Read.schedule``;
 * ``share_weights`` / ``place_quantizers``: ``entries``;
 * ``resolve_axes``: ``Entry.axis`` / ``Entry.block_size``; ``share_qparams``: ``Entry.group``.
@@ -20,6 +21,7 @@ Side tables, by the pass that writes them:
 
 from __future__ import annotations
 
+from copy import copy as _copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ from msgspec.structs import replace as _replace
 
 from qplan.compiler.codes import diagnostic
 from qplan.compiler.inventory import Inventory, Op
-from qplan.compiler.plan import Decision
+from qplan.compiler.plan import Decision, Role
 from qplan.diagnostics import Diagnostic, Span
 from qplan.schema.paths import config_path
 from qplan.schema.types import (
@@ -46,6 +48,7 @@ __all__ = [
     "Read",
     "Entry",
     "State",
+    "TABLES",
     "FLOAT_DTYPES",
     "describe_spec",
     "concrete_spec",
@@ -100,7 +103,7 @@ class Opinion:
     module: str = ""  # module whose config's qat_schedule applies
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Read:
     """One op input (or model output) reading a quantized value."""
 
@@ -108,7 +111,7 @@ class Read:
     root: str  # value read, seen through pass-through ops
     opinion: Opinion  # the rule that decided the read's spec
     order: tuple[int, int]  # (op index, input index); model outputs sort last
-    tag: str | None = None  # boundary address when a module boundary spec decided
+    boundary_address: str | None = None  # `<module>:in<i>` / `:out<j>` when a module boundary spec decided
     extra_beaten: tuple[Parts, ...] = ()  # e.g. the producer's output rule the consumer overrode
     sched_module: str = ""  # module whose schedule applies (set by resolve_edges / apply_boundaries)
     fallback_module: str = ""  # used when `sched_module` has no module config
@@ -117,10 +120,14 @@ class Read:
 
 @dataclass(slots=True)
 class Entry:
-    """One fake-quant being placed (becomes a QuantizerEntry)."""
+    """One fake-quant being placed (becomes a QuantizerEntry).
+
+    A pass that refines entries (``resolve_axes``, ``share_qparams``) works on copies
+    (:func:`dataclasses.replace`), never on the entries of the state it was given.
+    """
 
     address: str
-    role: str  # input | output | state | boundary
+    role: Role
     source: str
     spec: QuantizationSpec
     schedule: QATSchedule | None
@@ -158,7 +165,9 @@ class State:
     fused: dict[str, str] = field(default_factory=dict)
     # resolve_edges
     root: dict[str, str] = field(default_factory=dict)
-    readers_of_root: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # root -> [(reader, module)]
+    readers_of_root: dict[str, list[tuple[str, str | None]]] = field(
+        default_factory=dict
+    )  # root -> [(reader, module or None for a model output)]
     reads: dict[str, Read] = field(default_factory=dict)
     dangling: list[str] = field(default_factory=list)
     # apply_boundaries
@@ -200,6 +209,20 @@ class State:
         self.cache: dict[Any, Any] = {}  # per-pass memo tables (keys start with the pass's own tag)
 
     # -- helpers ---------------------------------------------------------------------------
+    def evolve(self, **tables: Any) -> State:
+        """A new state sharing this one's inputs and derived lookups, with `tables` replaced.
+
+        A pass returns ``state.evolve(<table>=<the new table>, ...)``; the tables it was given
+        stay as they were.
+        """
+        unknown = sorted(set(tables) - TABLES)
+        if unknown:
+            raise TypeError(f"`{unknown[0]}` is not a State table")
+        new = _copy(self)
+        for name, value in tables.items():
+            setattr(new, name, value)
+        return new
+
     def path(self, parts: Parts) -> str:
         """The config path text of `parts` (memoised: the same rules come up for many tensors)."""
         text = self._paths.get(parts)
@@ -263,6 +286,15 @@ class State:
         return info is not None and info[1] in FLOAT_DTYPES
 
 
+TABLES = frozenset(
+    {
+        "module_choice", "op_rule", "in_opinion", "out_opinion", "state_opinion", "fused", "root",
+        "readers_of_root", "reads", "dangling", "state_override", "entries", "specs", "quantizers",
+    }
+)  # fmt: skip
+"""The side tables the passes produce (each written by the passes ``pipeline.PASSES`` names)."""
+
+
 def lookup_tensor_spec(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
     """A tensor dict lookup (SPEC §2.4 step 3): ``(key, spec, star_beaten)`` for the first of `keys`
     present, else for `"*"`, else None (no opinion). `star_beaten`: an explicit key beat a `"*"`."""
@@ -299,7 +331,8 @@ def describe_spec(spec: QuantizationSpec | None) -> str:
     g = spec.granularity
     kind = type(g).__name__.removeprefix("Per").removesuffix("Granularity").lower()
     kind = {"tensor": "per_tensor", "channel": "per_channel", "block": "per_block"}.get(kind, kind)
-    extra = f" block {g.block_size}" if kind == "per_block" else ""
+    block = getattr(g, "block_size", None)
+    extra = f" block {block}" if kind == "per_block" else ""
     axis = getattr(g, "axis", None)
     extra += f" axis {axis}" if axis is not None else ""
     return f"{spec.dtype} {spec.qscheme} {kind}{extra}"
