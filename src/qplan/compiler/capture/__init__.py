@@ -54,8 +54,9 @@ shortcuts in SDPA attention in eager, not under export (pass a padding mask and 
 ``attn_implementation="eager"`` to compare).
 
 Modules: :mod:`.common` (parts both modes share), :mod:`.eager` (:class:`EagerOpNamer`, the
-runtime's eager naming; it does not import the graph-mode code), :mod:`.graph` (the
-``torch.export`` walk, with :mod:`.nodes` and :mod:`.boundaries`), :mod:`.result` (:class:`Capture`).
+runtime's eager naming, with :mod:`.calls`: :class:`OpCall` and op typing; neither imports the
+graph-mode code), :mod:`.graph` (the ``torch.export`` walk, with :mod:`.nodes` and
+:mod:`.boundaries`), :mod:`.result` (:class:`Capture`).
 """
 
 from __future__ import annotations

@@ -17,16 +17,23 @@ those :func:`capture` writes into the inventory.
 from __future__ import annotations
 
 import contextlib
-import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
 from torch import nn
-from torch.overrides import TorchFunctionMode, resolve_name
+from torch.overrides import TorchFunctionMode
 
+from qplan.compiler.capture.calls import (
+    InputSlot,
+    OpCall,
+    first_tensor,
+    has_tracked_float,
+    op_type_of,
+    positional_names,
+    target_of,
+)
 from qplan.compiler.capture.common import (
     UNLISTED,
     CallArg,
@@ -42,140 +49,9 @@ from qplan.compiler.capture.common import (
 )
 from qplan.compiler.capture.result import Capture
 from qplan.compiler.inventory import Op
-from qplan.compiler.ops import OP_TABLE, normalize_op_type
+from qplan.compiler.ops import OP_TABLE
 
 __all__ = ["EagerOpNamer", "InputSlot", "OpCall", "capture_eager", "has_tracked_float", "op_type_of"]
-
-
-@dataclass(frozen=True)
-class InputSlot:
-    """Input `index` of an op call: its source address and where the tensor sits in (args, kwargs)."""
-
-    index: int
-    source: str | None
-    loc: tuple[Any, ...]  # ("args", i) / ("args", i, k) / ("kwargs", key) / ("kwargs", key, k)
-    tensor: torch.Tensor
-
-
-@dataclass
-class OpCall:
-    """One torch-level call seen by :class:`EagerOpNamer`.
-
-    `name` is the op name the call gets if it is listed (``None`` for pass-through, ignored and
-    non-candidate calls); it is final once the call returns a tensor.
-    """
-
-    func: Any
-    target: str  # resolve_name(func), e.g. "torch.nn.functional.linear"
-    op_type: str
-    module: str
-    name: str | None
-    inputs: tuple[InputSlot, ...] = ()
-    states: dict[str, str] = field(default_factory=dict)  # state name -> parameter fqn
-    state_locs: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # state name -> where it sits
-
-    def replace_states(self, args: tuple, kwargs: dict, new: dict[str, torch.Tensor]) -> tuple[tuple, dict]:
-        """Copies of (args, kwargs) with state `name` (``"weight"``) replaced by ``new[name]``."""
-        return _replace(args, kwargs, [(self.state_locs[k], v) for k, v in new.items()])
-
-    def replace_inputs(self, args: tuple, kwargs: dict, new: dict[int, torch.Tensor]) -> tuple[tuple, dict]:
-        """Copies of (args, kwargs) with input `i` replaced by ``new[i]``."""
-        return _replace(args, kwargs, [(s.loc, new[s.index]) for s in self.inputs if s.index in new])
-
-
-def _replace(args: tuple, kwargs: dict, edits: list[tuple[tuple[Any, ...], Any]]) -> tuple[tuple, dict]:
-    out_args, out_kwargs = list(args), dict(kwargs)
-    for (where, key, *rest), value in edits:
-        box: Any = out_args if where == "args" else out_kwargs
-        if rest:
-            seq = list(box[key])
-            seq[rest[0]] = value
-            box[key] = tuple(seq) if isinstance(box[key], tuple) else seq
-        else:
-            box[key] = value
-    return tuple(out_args), out_kwargs
-
-
-def _first_tensor(args: tuple, kwargs: dict) -> tuple[tuple[Any, ...], torch.Tensor] | None:
-    """(location, tensor) of the first tensor argument, lists included, args before kwargs."""
-    for where, items in (("args", enumerate(args)), ("kwargs", kwargs.items())):
-        for key, a in items:
-            if isinstance(a, torch.Tensor):
-                return (where, key), a
-            if isinstance(a, (list, tuple)):
-                for k, v in enumerate(a):
-                    if isinstance(v, torch.Tensor):
-                        return (where, key, k), v
-    return None
-
-
-_SIG_CACHE: dict[Any, tuple[tuple[str, ...], str | None]] = {}
-_TARGET_CACHE: dict[Any, tuple[str, str]] = {}
-
-
-def _target(func: Any) -> tuple[str, str]:
-    """(qualified torch name, op type) of a function seen by the mode, cached."""
-    try:
-        return _TARGET_CACHE[func]
-    except (KeyError, TypeError):
-        pass
-    try:
-        target = resolve_name(func) or getattr(func, "__name__", repr(func))
-    except Exception:  # pragma: no cover - exotic callables
-        target = getattr(func, "__name__", repr(func))
-    hit = (target, normalize_op_type(target) or target)
-    try:
-        _TARGET_CACHE[func] = hit
-    except TypeError:  # unhashable callable
-        pass
-    return hit
-
-
-def op_type_of(func: Any) -> str:
-    """The op type of a function seen by :class:`EagerOpNamer` (``torch.nn.functional.linear`` → ``linear``)."""
-    return _target(func)[1]
-
-
-def has_tracked_float(source_of: Callable[[Any], str | None], args: tuple, kwargs: dict) -> bool:
-    """Whether a call has a floating-point tensor argument with a source (lists one level deep, as
-    :meth:`EagerOpNamer.describe` reads them): the condition for a listed op's call to get a name."""
-    for a in (*args, *kwargs.values()) if kwargs else args:
-        if isinstance(a, torch.Tensor):
-            if source_of(a) is not None and a.is_floating_point():
-                return True
-        elif isinstance(a, (list, tuple)):
-            for v in a:
-                if isinstance(v, torch.Tensor) and source_of(v) is not None and v.is_floating_point():
-                    return True
-    return False
-
-
-def _positional_names(func: Any, op_type: str) -> tuple[tuple[str, ...], str | None]:
-    """Positional argument names of a torch function (Python signature, else the aten schema)."""
-    key = func
-    try:
-        hit = _SIG_CACHE.get(key)
-    except TypeError:
-        hit, key = None, None
-    if hit is not None:
-        return hit
-    names: tuple[str, ...] = ()
-    var: str | None = None
-    try:
-        sig = inspect.signature(func)
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        names = tuple(p.name for p in sig.parameters.values() if p.kind in kinds)
-        var = next((p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
-    except (TypeError, ValueError):
-        packet = None if op_type.startswith("__") else getattr(torch.ops.aten, op_type, None)
-        if isinstance(packet, torch._ops.OpOverloadPacket):
-            overloads = packet.overloads()
-            if overloads:
-                ovl = getattr(packet, "default" if "default" in overloads else overloads[0])
-                names = tuple(a.name for a in ovl._schema.arguments if not a.kwarg_only)
-    if key is not None:
-        _SIG_CACHE[key] = (names, var)
-    return names, var
 
 
 class EagerOpNamer(TorchFunctionMode):
@@ -277,7 +153,7 @@ class EagerOpNamer(TorchFunctionMode):
 
     # -- calls
     def _named_args(self, func: Any, op_type: str, args: tuple, kwargs: dict) -> list[CallArg]:
-        names, var = _positional_names(func, op_type)
+        names, var = positional_names(func, op_type)
         out: list[CallArg] = []
 
         def add(name: str | None, value: Any, loc: tuple) -> None:
@@ -296,12 +172,12 @@ class EagerOpNamer(TorchFunctionMode):
 
     def describe(self, func: Any, args: tuple, kwargs: dict) -> tuple[OpCall, list[CallArg]]:
         """The :class:`OpCall` for a call about to run (does not advance the counters)."""
-        target, op_type = _target(func)
+        target, op_type = target_of(func)
         module = self.module
         info = OP_TABLE.get(op_type)
         if info is not None and info.cls in UNLISTED:  # fast path: only the first tensor matters
             call = OpCall(func=func, target=target, op_type=op_type, module=module, name=None)
-            first = _first_tensor(args, kwargs)
+            first = first_tensor(args, kwargs)
             if first is not None:
                 loc, t = first
                 call.inputs = (InputSlot(0, self.source_of(t), loc, t),)
