@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import msgspec
 import pytest
 import torch
@@ -530,3 +533,22 @@ def test_aliased_module_and_functional_use_of_a_child_weight():
     assert [(op.name, op.module) for op in g.inventory.ops] == [("a.linear", "a"), ("linear", "")]
     assert ops_by_name(g.inventory)["linear"].states == {"weight": "a.weight"}
     assert [m.path for m in g.inventory.modules] == ["", "a"]
+
+
+def test_eager_naming_does_not_import_the_graph_mode_code():
+    """The runtime's eager naming comes from `qplan.compiler.capture.eager`, which (package
+    `__init__` included) loads none of the torch.export walk; `capture(mode="graph")` loads it."""
+    graph_modules = ("graph", "nodes", "boundaries")
+    code = (
+        "import sys\n"
+        "from qplan.compiler.capture.eager import EagerOpNamer, OpCall, has_tracked_float, op_type_of\n"
+        "import qplan.compiler.capture as pkg\n"
+        "assert pkg.EagerOpNamer is EagerOpNamer and pkg.op_type_of is op_type_of\n"
+        f"loaded = [m for m in {graph_modules!r} if 'qplan.compiler.capture.' + m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import torch\n"
+        "pkg.capture(torch.nn.Linear(2, 2), (torch.randn(1, 2),), 'graph')\n"
+        "assert 'qplan.compiler.capture.graph' in sys.modules\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
