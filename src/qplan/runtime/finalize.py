@@ -36,6 +36,7 @@ from torch import fx, nn
 from qplan.diagnostics import QplanError
 from qplan.runtime.fake_quant import FakeQuantize
 from qplan.runtime.fold import FOLD_META, materialize_folds
+from qplan.runtime.numerics import float_codes, float_round
 
 if TYPE_CHECKING:
     from qplan.runtime.quantizer import Quantizer
@@ -101,10 +102,10 @@ class QuantizeDequantize(nn.Module):
                 self.zero_point = int(zp)
                 self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
                 self.storage = fq.storage_dtype
-            elif fq._cast_dtype is not None and not fq.pow2_scale:
+            elif fq.num.cast_dtype is not None and not fq.pow2_scale:
                 self.kind = "float8"
+                self.num = fq.num
                 self.fmax = float(fq.quant_max)
-                self.storage = fq._cast_dtype
         if self.kind == "fake_quant":
             self.fq = fq
 
@@ -114,9 +115,9 @@ class QuantizeDequantize(nn.Module):
             return _qd.dequantize_per_tensor(
                 q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
             )
-        if self.kind == "float8":
-            q = torch.clamp(x * (1.0 / self.scale), -self.fmax, self.fmax).to(self.storage)
-            return q.to(x.dtype) * self.scale
+        if self.kind == "float8":  # the fake-quant's own arithmetic, with the scale a constant
+            _, t = float_codes(x, self.scale, self.fmax)
+            return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None)
         return self.fq(x)
 
 
