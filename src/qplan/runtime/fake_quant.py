@@ -99,7 +99,7 @@ class _FakeQuantInt(torch.autograd.Function):
     forward = staticmethod(_fq_int)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         return _fq_int_grad(ctx, grad), None, None, None, None, None, None
 
 
@@ -108,11 +108,11 @@ class _ObserveFakeQuantInt(torch.autograd.Function):
     ``forward`` grad mode is off, so the observer reads ``x`` itself (no ``detach``)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, fq: FakeQuantize) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, fq: FakeQuantize) -> torch.Tensor:
         return fq._observe_and_fake_quant(ctx, x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         return _fq_int_grad(ctx, grad), None
 
 
@@ -121,7 +121,7 @@ class _FakeQuantFloat(torch.autograd.Function):
     gradient ``g·[|x/s| ≤ fmax]``."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: Any, fmax: float, dtype: Any, grad_bound: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, scale: Any, fmax: float, dtype: Any, grad_bound: float) -> torch.Tensor:
         t, out = float_codes(x, scale, fmax)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(t)
@@ -129,15 +129,15 @@ class _FakeQuantFloat(torch.autograd.Function):
         return float_round(out, dtype).mul_(scale)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> Any:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         (t,) = ctx.saved_tensors
         return _hardtanh_backward(grad, t, -ctx.bound, ctx.bound), None, None, None, None
 
 
 # ``Function.apply`` re-inspects the class and unwraps functorch wrappers in Python on every call; the
 # hot path calls the C implementation directly unless functorch transforms or dynamo are active.
-_C_APPLY_INT = super(torch.autograd.Function, _FakeQuantInt).apply  # type: ignore[misc]
-_C_APPLY_OBSERVE_INT = super(torch.autograd.Function, _ObserveFakeQuantInt).apply  # type: ignore[misc]
+_C_APPLY_INT = super(torch.autograd.Function, _FakeQuantInt).apply
+_C_APPLY_OBSERVE_INT = super(torch.autograd.Function, _ObserveFakeQuantInt).apply
 _functorch_active = torch._C._are_functorch_transforms_active
 _is_compiling = torch.compiler.is_compiling
 
@@ -178,6 +178,7 @@ class FakeQuantize(nn.Module):
     _divisor: torch.Tensor
     _qmin_t: torch.Tensor
     _zp_t: torch.Tensor
+    _qcache: Any  # (scale, inv, offset buffers, their broadcast views), in __dict__
 
     def __init__(self, spec: ResolvedSpec, shape: Sequence[int], *, role: str = "input", name: str | None = None):
         super().__init__()
@@ -265,7 +266,7 @@ class FakeQuantize(nn.Module):
         self.__dict__["_qcache"] = None  # (scale, inv, offset buffers, their broadcast views)
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()  # type: ignore[misc]
+        state = super().__getstate__()
         state["_qcache"] = None  # views of the buffers: rebuilt from the copied buffers on first use
         return state
 
@@ -281,6 +282,7 @@ class FakeQuantize(nn.Module):
         b = self._buffers
         scale, inv = b["scale"], b["_inv_scale"]
         off = b[self._offset_name] if self._offset_name is not None else None
+        assert scale is not None and inv is not None
         c = self._qcache
         if c is not None and c[0] is scale and c[1] is inv and c[2] is off:
             return c[3]
@@ -290,7 +292,7 @@ class FakeQuantize(nn.Module):
         else:
             views = (scale, inv, off)
         self.__dict__["_qcache"] = (scale, inv, off, views)
-        return views  # type: ignore[return-value]
+        return views
 
     def _int_args(self, offset: Any, zp_t: Any) -> tuple[Any, Any, Any, Any]:
         """``(zp, off, lo, hi)`` of :func:`_fq_int` from the stored offset (the scheme dispatch)."""
@@ -328,7 +330,7 @@ class FakeQuantize(nn.Module):
         self._observed = True
         self.observed.fill_(1)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._obs_on = bool(self.observer_enabled[0])
         self._fq_on = bool(self.fake_quant_enabled[0])
@@ -360,6 +362,9 @@ class FakeQuantize(nn.Module):
     def _stored_int_args(self) -> tuple[Any, ...]:
         """``(scale, inv, zp, off, lo, hi)`` of the stored qparams for :func:`_fq_int`."""
         b = self._buffers
+        scale: Any
+        inv: Any
+        offset: Any
         if self._bshape:
             scale, inv, offset = self._qviews()
         else:
@@ -409,7 +414,7 @@ class FakeQuantize(nn.Module):
         self._observe_int(x, self._buffers)
         return _fq_int(ctx, x, *self._stored_int_args())
 
-    def _observe_int(self, x: torch.Tensor, b: dict) -> None:
+    def _observe_int(self, x: torch.Tensor, b: dict[str, Any]) -> None:
         """:meth:`_observe` of a detached float32 tensor for integer, not per-block specs without a
         fixed range, in one frame: the same ops in the same order."""
         bounds = b["bounds"]
@@ -433,7 +438,7 @@ class FakeQuantize(nn.Module):
         x = x.detach()
         if x.dtype != torch.float32:
             x = x.float()
-        bounds = self._buffers["bounds"]
+        bounds = self.bounds
         replace = self._replace_always or not self._observed
         cur = range_of(x, self.layout, out=bounds if replace else None)
         self._merge_range(bounds, cur, replace)

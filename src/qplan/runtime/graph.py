@@ -12,7 +12,7 @@ Entries of one qparams group share one module instance, registered under each en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -46,14 +46,15 @@ class _Graph:
         # get_attr nodes by every name of their tensor (tied parameters have several names, and
         # export may pick another one than capture's canonical first name)
         names: dict[int, list[str]] = {}
-        for fqn, t in [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]:
-            names.setdefault(id(t), []).append(fqn)
+        for fqn, held in [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]:
+            names.setdefault(id(held), []).append(fqn)
         self.attrs: dict[str, fx.Node] = {}
         self.aliases: dict[fx.Node, list[fx.Node]] = {}  # get_attr node -> all get_attr nodes of its tensor
         by_tensor: dict[int, list[fx.Node]] = {}
         for n in self.graph.nodes:
             if n.op == "get_attr":
                 target = str(n.target)
+                t: Any
                 try:
                     t = gm.get_parameter(target)
                 except AttributeError:
@@ -134,6 +135,11 @@ def _path(start: fx.Node, src: fx.Node, where: str) -> list[fx.Node]:
     return path
 
 
+def _swap(old: fx.Node, new: fx.Node) -> Callable[[fx.Node], fx.Node]:
+    """An argument transform for ``Graph.node_copy``: ``old`` read as ``new``."""
+    return lambda n: new if n is old else n
+
+
 def _through(
     graph: fx.Graph, fq: fx.Node, src: fx.Node, path: list[fx.Node], copies: dict[fx.Node, fx.Node]
 ) -> fx.Node:
@@ -143,7 +149,7 @@ def _through(
         new = copies.get(orig)
         if new is None:
             with graph.inserting_after(orig):
-                new = graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
+                new = graph.node_copy(orig, _swap(prev_orig, prev_new))
             copies[orig] = new
         prev_orig, prev_new = orig, new
     return prev_new
@@ -196,17 +202,17 @@ def insert_fake_quants(
                     raise PlanMismatchError(f"`{r.op}` does not read `{p.entry.source}` in the exported graph")
             elif r.kind == "output":
                 leaves = _leaves(g.output)
-                pos = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
-                old = leaves[pos]
+                at = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
+                old = leaves[at]
                 new = fq if old in alias else _through(graph, fq, src, _path(old, src, address), copies)
-                _replace_at(g.output, pos, new)
+                _replace_at(g.output, at, new)
             else:
                 edges = edge_at.get(address)
                 if not edges:
                     raise PlanMismatchError(f"`{address}` has no edge in the exported graph")
-                for consumer, inp, pos in edges:
+                for consumer, inp, at in edges:
                     new = fq if inp in alias else _through(graph, fq, src, _path(inp, src, address), copies)
-                    _replace_at(consumer, pos, new)
+                    _replace_at(consumer, at, new)
         copied.update(copies)
     # originals of copied pass-through nodes left without users are erased, last first
     order = {n: k for k, n in enumerate(graph.nodes)}

@@ -36,6 +36,7 @@ from qplan.runtime.qformats import (
 __all__ = ["Numerics", "int_codes", "dequantize_codes_", "float_codes", "float_round"]
 
 Operand = torch.Tensor | float | None
+Scale = torch.Tensor | float
 
 
 def _above(v: float) -> float:
@@ -123,7 +124,7 @@ class Numerics:
         vals = q.to(torch.float32)
         return vals.sub_(self.quant_min) if self.use_minval else vals
 
-    def dequantize_codes(self, t: torch.Tensor, scale: Operand, offset: Operand) -> torch.Tensor:
+    def dequantize_codes(self, t: torch.Tensor, scale: Scale, offset: Operand) -> torch.Tensor:
         """``x̂`` of float32 codes ``t`` (from :meth:`code_values`), written into ``t``."""
         if self.is_float:
             return t.mul_(scale)
@@ -131,7 +132,7 @@ class Numerics:
         return dequantize_codes_(t, scale, zp, off)
 
 
-def int_codes(x: torch.Tensor, inv: Operand, zp: Operand, off: Operand) -> torch.Tensor:
+def int_codes(x: torch.Tensor, inv: Scale, zp: Operand, off: Operand) -> torch.Tensor:
     """``round((x - off)·inv) + zp``, unclamped, a fresh tensor (``x/s`` as ``x·(1/s)``, as torch's
     and torchao's kernels compute it)."""
     t = torch.mul(x, inv) if off is None else torch.sub(x, off).mul_(inv)
@@ -139,7 +140,7 @@ def int_codes(x: torch.Tensor, inv: Operand, zp: Operand, off: Operand) -> torch
     return t if zp is None else t.add_(zp)
 
 
-def dequantize_codes_(t: torch.Tensor, scale: Operand, zp: Operand, off: Operand) -> torch.Tensor:
+def dequantize_codes_(t: torch.Tensor, scale: Scale, zp: Operand, off: Operand) -> torch.Tensor:
     """``(t - zp)·s + off`` for clamped integer codes ``t``, written into ``t`` (``off``: a new tensor)."""
     if zp is not None:
         t.sub_(zp)
@@ -148,9 +149,9 @@ def dequantize_codes_(t: torch.Tensor, scale: Operand, zp: Operand, off: Operand
     return torch.addcmul(off, t, scale)  # type: ignore[arg-type]
 
 
-def float_codes(x: torch.Tensor, scale: Operand, fmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+def float_codes(x: torch.Tensor, scale: Scale, fmax: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x/s, clamp(x/s, -fmax, fmax))``, two fresh tensors (the first decides the gradient)."""
-    t = torch.div(x, scale)  # type: ignore[arg-type]
+    t = torch.div(x, scale)
     return t, torch.clamp(t, -fmax, fmax)
 
 
