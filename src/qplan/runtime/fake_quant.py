@@ -23,16 +23,15 @@ from torch import nn
 
 from qplan.compiler.plan import ResolvedSpec
 from qplan.runtime.layout import QParamLayout
-from qplan.runtime.numerics import Numerics, dequantize_codes_, float_codes, float_round, int_codes
+from qplan.runtime.numerics import Numerics, check_format, dequantize_codes_, float_codes, float_round, int_codes
 from qplan.runtime.observers import (
-    CALCULATORS,
     EMA_CONSTANT,
+    check_observer,
     compute_qparams,
     merge_range,
     range_of,
     symmetric_scale,
 )
-from qplan.runtime.qformats import FLOAT_FORMATS, INT_BITS
 
 __all__ = ["FakeQuantize", "make_fake_quantize", "EMA_CONSTANT"]
 
@@ -40,8 +39,6 @@ __all__ = ["FakeQuantize", "make_fake_quantize", "EMA_CONSTANT"]
 def __dir__() -> list[str]:
     return __all__
 
-
-_QSCHEMES = ("symmetric", "asymmetric", "symmetric_with_clipping")
 
 # --------------------------------------------------------------------------------------------------
 # Autograd kernels: the numerics' float elementwise ops forward, one `hardtanh_backward` backward.
@@ -187,7 +184,9 @@ class FakeQuantize(nn.Module):
         self.role = role
         self.name = name
         self.is_weight = role == "state"
-        self._check_spec()
+        where = f" for `{name}`" if name else ""
+        check_format(spec, where)
+        check_observer(spec, where)
         self.num = num = Numerics(spec)
         self.is_float, self.symmetric, self.use_minval = num.is_float, num.symmetric, num.use_minval
         self.quant_min, self.quant_max = num.quant_min, num.quant_max
@@ -230,30 +229,6 @@ class FakeQuantize(nn.Module):
                 self._set_observed()
 
     # ---------------------------------------------------------------------------------------- setup
-
-    def _check_spec(self) -> None:
-        spec = self.spec
-        where = f" for `{self.name}`" if self.name else ""
-        if spec.dtype not in FLOAT_FORMATS and spec.dtype not in INT_BITS:
-            raise ValueError(f"unsupported quantization dtype `{spec.dtype}`{where}")
-        if spec.qscheme not in _QSCHEMES:
-            raise ValueError(f"unsupported qscheme `{spec.qscheme}`{where}; expected one of {', '.join(_QSCHEMES)}")
-        if spec.qformulation not in ("zp", "minval"):
-            raise ValueError(f"unsupported qformulation `{spec.qformulation}`{where}; expected `zp` or `minval`")
-        if spec.qparam_calculator not in CALCULATORS:
-            raise ValueError(
-                f"unsupported qparam calculator `{spec.qparam_calculator}`{where}; expected one of {', '.join(CALCULATORS)}"
-            )
-        if spec.dtype in FLOAT_FORMATS and (spec.qscheme != "symmetric" or spec.qformulation != "zp"):
-            raise ValueError(f"float dtype `{spec.dtype}` needs qscheme `symmetric` and qformulation `zp`{where}")
-        if spec.scale_dtype not in (None, "float8_e8m0fnu"):
-            raise ValueError(f"unsupported scale_dtype `{spec.scale_dtype}`{where}; expected null or `float8_e8m0fnu`")
-        if spec.scale_dtype is not None and spec.dtype not in FLOAT_FORMATS:
-            raise ValueError(f"scale_dtype `{spec.scale_dtype}` is only for float dtypes, not `{spec.dtype}`{where}")
-        if spec.qparam_calculator == "dynamic" and tuple(spec.float_range) != (None, None):
-            raise ValueError(f"`dynamic` qparams need float_range [null, null]{where}")
-        if spec.range_calculator != "minmax":
-            raise ValueError(f"unsupported range calculator `{spec.range_calculator}`{where}; expected `minmax`")
 
     def _setup_hot_path(self) -> None:
         """Constants the per-call code reads instead of re-deriving them from the spec."""
@@ -370,14 +345,15 @@ class FakeQuantize(nn.Module):
         else:
             scale, inv = b["scale"], b["_inv_scale"]
             offset = b[self._offset_name] if self._offset_name is not None else None
-        return (scale, inv, *self._int_args(offset, b["_zp_t"]))
+        num = self.num
+        zp, off = num.operands(offset, b["_zp_t"] if self._zp_const else None)
+        return scale, inv, zp, off, num.lo, num.hi
 
     def _forward_fq(self, x: torch.Tensor) -> torch.Tensor:
         if self._fast:
             if self._obs_on:
                 self._observe(x)
-            scale, inv, offset = self._qviews()
-            args = (scale, inv, *self._int_args(offset, self._buffers["_zp_t"]))
+            args = self._stored_int_args()
             if _is_compiling() or _functorch_active():
                 return _FakeQuantInt.apply(x, *args)
             return _C_APPLY_INT(x, *args)
@@ -492,14 +468,7 @@ class FakeQuantize(nn.Module):
             inv = torch.reciprocal(scale)
         if not self.is_float and not torch.is_tensor(offset):  # symmetric dynamic: the constant zero point
             offset = torch.full_like(scale, self._zp_const, dtype=torch.int32)
-        v, b = self.layout.view(x)
-        if b:
-            scale_b, inv_b = scale.view(b), inv.view(b)
-            offset_b = None if offset is None else offset.view(b)
-        else:
-            scale_b, inv_b, offset_b = scale, inv, offset
-        q = self.num.quantize(v, scale_b, inv_b, offset_b)
-        return self.num.pack(q.reshape(x.shape)), scale, offset
+        return self.num.quantize(x, self.layout, scale, inv, offset), scale, offset
 
     def dequantize(
         self,
@@ -512,11 +481,7 @@ class FakeQuantize(nn.Module):
         or ``torch.float4_e2m1fn_x2``)."""
         if not self.is_float:
             assert offset is not None, "integer dequantize needs the zero point or minval"
-        vals = self.num.code_values(q)
-        v, b = self.layout.view(vals)
-        s_b = scale.view(b) if b else scale
-        o_b = offset.view(b) if b and offset is not None else offset
-        return self.num.dequantize_codes(v, s_b, o_b).reshape(vals.shape).to(dtype)
+        return self.num.dequantize(q, self.layout, scale, offset).to(dtype)
 
     def extra_repr(self) -> str:
         s = self.spec

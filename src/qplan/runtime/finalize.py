@@ -77,7 +77,7 @@ class QuantizedWeight(nn.Module):
 
     def __init__(self, fq: FakeQuantize, scale: torch.Tensor, offset: torch.Tensor | None, own: torch.Tensor | None):
         super().__init__()
-        self._fq = [fq]  # numerics only, not registered (its observer buffers are not exported)
+        self.num, self.layout = fq.num, fq.layout  # the fake-quant's arithmetic, without its observer buffers
         self.registered = _uses_registered_op(fq)
         self.axis = fq.axis
         self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
@@ -100,8 +100,8 @@ class QuantizedWeight(nn.Module):
             return _qd.dequantize_per_channel(
                 q, self.scale, self.zero_point, self.axis, self.quant_min, self.quant_max, self.storage
             )
-        offset = getattr(self, "minval", None) if self._fq[0].use_minval else getattr(self, "zero_point", None)
-        return self._fq[0].dequantize(q, self.scale, offset)
+        offset = self.minval if self.num.use_minval else self.zero_point
+        return self.num.dequantize(q, self.layout, self.scale, offset)
 
 
 class QuantizeDequantize(nn.Module):

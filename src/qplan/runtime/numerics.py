@@ -11,8 +11,9 @@ Integer formats work on float-valued codes (SPEC §4), written with two optional
   ``[0, qmax - qmin]`` and storage adds ``qmin`` back.
 
 Float formats (fp8, fp4): ``x̂ = cast(clamp(x/s, -fmax, fmax))·s``; fp4 rounds on the e2m1 grid.
-Qparams reach these functions already viewed to broadcast against ``x`` (per-tensor, per-channel
-or per-block).
+:meth:`Numerics.quantize` / :meth:`Numerics.dequantize` take qparams as stored and broadcast them
+with the tensor's :class:`~qplan.runtime.layout.QParamLayout` (per-tensor, per-channel or per-block);
+the other functions take qparams already viewed to broadcast.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import math
 import torch
 
 from qplan.compiler.plan import ResolvedSpec
+from qplan.runtime.layout import QParamLayout
 from qplan.runtime.qformats import (
     FLOAT_FORMATS,
+    INT_BITS,
     FloatFormat,
     codes_to_e2m1,
     e2m1_to_codes,
@@ -33,7 +36,7 @@ from qplan.runtime.qformats import (
     unpack_fp4,
 )
 
-__all__ = ["Numerics", "int_codes", "dequantize_codes_", "float_codes", "float_round"]
+__all__ = ["Numerics", "check_format", "int_codes", "dequantize_codes_", "float_codes", "float_round"]
 
 Operand = torch.Tensor | float | None
 Scale = torch.Tensor | float
@@ -42,6 +45,25 @@ Scale = torch.Tensor | float
 def _above(v: float) -> float:
     """The next float32 above ``v`` (as a Python float), so a strict bound acts as an inclusive one."""
     return torch.nextafter(torch.tensor(v, dtype=torch.float32), torch.tensor(math.inf)).item()
+
+
+QSCHEMES = ("symmetric", "asymmetric", "symmetric_with_clipping")
+
+
+def check_format(spec: ResolvedSpec, where: str = "") -> None:
+    """Raise ``ValueError`` unless the runtime implements the spec's number format (``where``: `` for `name```)."""
+    if spec.dtype not in FLOAT_FORMATS and spec.dtype not in INT_BITS:
+        raise ValueError(f"unsupported quantization dtype `{spec.dtype}`{where}")
+    if spec.qscheme not in QSCHEMES:
+        raise ValueError(f"unsupported qscheme `{spec.qscheme}`{where}; expected one of {', '.join(QSCHEMES)}")
+    if spec.qformulation not in ("zp", "minval"):
+        raise ValueError(f"unsupported qformulation `{spec.qformulation}`{where}; expected `zp` or `minval`")
+    if spec.dtype in FLOAT_FORMATS and (spec.qscheme != "symmetric" or spec.qformulation != "zp"):
+        raise ValueError(f"float dtype `{spec.dtype}` needs qscheme `symmetric` and qformulation `zp`{where}")
+    if spec.scale_dtype not in (None, "float8_e8m0fnu"):
+        raise ValueError(f"unsupported scale_dtype `{spec.scale_dtype}`{where}; expected null or `float8_e8m0fnu`")
+    if spec.scale_dtype is not None and spec.dtype not in FLOAT_FORMATS:
+        raise ValueError(f"scale_dtype `{spec.scale_dtype}` is only for float dtypes, not `{spec.dtype}`{where}")
 
 
 class Numerics:
@@ -97,7 +119,26 @@ class Numerics:
 
     # ------------------------------------------------------------------------ storage round trip
 
-    def quantize(self, v: torch.Tensor, scale: torch.Tensor, inv: torch.Tensor, offset: Operand) -> torch.Tensor:
+    def quantize(
+        self, x: torch.Tensor, layout: QParamLayout, scale: torch.Tensor, inv: torch.Tensor, offset: Operand
+    ) -> torch.Tensor:
+        """Storage of float32 ``x`` with qparams in their stored ``layout`` (fp4 packed)."""
+        v, b = layout.view(x)
+        if b:
+            scale, inv = scale.view(b), inv.view(b)
+            offset = offset.view(b) if isinstance(offset, torch.Tensor) else offset
+        return self.pack(self.quantize_view(v, scale, inv, offset).reshape(x.shape))
+
+    def dequantize(self, q: torch.Tensor, layout: QParamLayout, scale: torch.Tensor, offset: Operand) -> torch.Tensor:
+        """Float32 values of stored ``q`` (inverse of :meth:`quantize`)."""
+        vals = self.code_values(q)
+        v, b = layout.view(vals)
+        if b:
+            scale = scale.view(b)
+            offset = offset.view(b) if isinstance(offset, torch.Tensor) else offset
+        return self.dequantize_codes(v, scale, offset).reshape(vals.shape)
+
+    def quantize_view(self, v: torch.Tensor, scale: torch.Tensor, inv: torch.Tensor, offset: Operand) -> torch.Tensor:
         """Storage codes of float32 ``v`` (qparams broadcast against it), dtype :attr:`storage_dtype`;
         fp4 gives one 4-bit code per element, for :meth:`pack` once ``v`` has its own shape again."""
         if self.is_float:

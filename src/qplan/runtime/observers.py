@@ -19,16 +19,38 @@ from typing import Any
 import torch
 import torch.distributed as _dist
 
+from qplan.compiler.plan import ResolvedSpec
 from qplan.runtime.layout import QParamLayout
 from qplan.runtime.numerics import Numerics
 from qplan.runtime.qformats import e8m0_scale
 
-__all__ = ["EMA_CONSTANT", "CALCULATORS", "INT_EPS", "range_of", "merge_range", "compute_qparams", "sync_range"]
+__all__ = [
+    "check_observer",
+    "EMA_CONSTANT",
+    "CALCULATORS",
+    "INT_EPS",
+    "range_of",
+    "merge_range",
+    "compute_qparams",
+    "sync_range",
+]
 
 EMA_CONSTANT = 0.01
 CALCULATORS = ("static", "moving_average", "global_minmax", "dynamic")
 INT_EPS = torch.finfo(torch.float32).eps
 FLOAT_EPS = torch.finfo(torch.float32).tiny
+
+
+def check_observer(spec: ResolvedSpec, where: str = "") -> None:
+    """Raise ``ValueError`` unless the runtime implements the spec's observer (``where``: `` for `name```)."""
+    if spec.qparam_calculator not in CALCULATORS:
+        raise ValueError(
+            f"unsupported qparam calculator `{spec.qparam_calculator}`{where}; expected one of {', '.join(CALCULATORS)}"
+        )
+    if spec.qparam_calculator == "dynamic" and tuple(spec.float_range) != (None, None):
+        raise ValueError(f"`dynamic` qparams need float_range [null, null]{where}")
+    if spec.range_calculator != "minmax":
+        raise ValueError(f"unsupported range calculator `{spec.range_calculator}`{where}; expected `minmax`")
 
 
 def world_size() -> int:
