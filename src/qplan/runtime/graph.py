@@ -155,6 +155,21 @@ def _through(
     return prev_new
 
 
+def _edge_positions(g: _Graph, cap: Any) -> dict[str, list[tuple[fx.Node, fx.Node, int]]]:
+    """Op input address -> (consumer, input node, flat argument position); the k-th input of an op
+    that enters a consumer from one node takes that node's k-th position in the consumer."""
+    edge_at: dict[str, list[tuple[fx.Node, fx.Node, int]]] = {}
+    seen: dict[tuple[fx.Node, fx.Node], int] = {}
+    for addr, edges in cap.input_edges.items():
+        for consumer, inp in edges:
+            c, n = g.node(consumer), g.node(inp)
+            k = seen.get((c, n), 0)
+            seen[(c, n)] = k + 1
+            pos = _positions(c, n)
+            edge_at.setdefault(addr, []).append((c, n, pos[min(k, len(pos) - 1)]))
+    return edge_at
+
+
 def insert_fake_quants(
     gm: fx.GraphModule, placements: list[EntryPlacement], modules: Mapping[str, nn.Module], cap: Any
 ) -> fx.GraphModule:
@@ -166,17 +181,7 @@ def insert_fake_quants(
     g = _Graph(gm, cap)
     graph = g.graph
     last_placeholder = g.placeholders[-1] if g.placeholders else None
-    # op input address -> (consumer, input node, flat argument position); the k-th input of an op
-    # that enters a consumer from one node takes that node's k-th position in the consumer
-    edge_at: dict[str, list[tuple[fx.Node, fx.Node, int]]] = {}
-    seen: dict[tuple[fx.Node, fx.Node], int] = {}
-    for addr, edges in cap.input_edges.items():
-        for consumer, inp in edges:
-            c, n = g.node(consumer), g.node(inp)
-            k = seen.get((c, n), 0)
-            seen[(c, n)] = k + 1
-            pos = _positions(c, n)
-            edge_at.setdefault(addr, []).append((c, n, pos[min(k, len(pos) - 1)]))
+    edge_at = _edge_positions(g, cap)
     for p in placements:
         gm.add_submodule(p.name, modules[p.name])
     copied: set[fx.Node] = set()
