@@ -22,7 +22,7 @@ _WHERE = {
     "Quantizer": "qplan.runtime.quantizer",
     "ScheduleError": "qplan.runtime.quantizer",
     "PlanMismatchError": "qplan.runtime.match",
-    "QplanUnknownOpWarning": "qplan.runtime.eager",
+    "QplanUnknownOpWarning": "qplan.runtime.interceptor",
     "load_plan": "qplan.compiler.plan",
     "load_program": "qplan.runtime.finalize",
 }

@@ -1,26 +1,11 @@
 """Fake-quantize modules: an observer and a fake-quantizer in one module, built from a ``ResolvedSpec``.
 
-Numerics (SPEC §4), with ``s`` the scale and ``[qmin, qmax]`` the integer range:
+The arithmetic is :mod:`qplan.runtime.numerics` (shared with finalize), the range observers and
+qparams :mod:`qplan.runtime.observers`, the per-tensor / per-channel / per-block layout
+:mod:`qplan.runtime.layout`. This module holds the autograd functions and the ``nn.Module``.
 
-- ``zp`` formulation: ``q = clamp(round(x/s) + zp, qmin, qmax)``, ``x̂ = (q - zp)·s``.
-  Symmetric: ``s = max(-min, max) / ((qmax - qmin)/2)``, ``zp = 0`` (uint: ``(qmin + qmax + 1) // 2``).
-  Asymmetric: ``s = (max - min) / (qmax - qmin)``, ``zp = clamp(qmin - round(min/s), qmin, qmax)``.
-- ``minval`` formulation (scale + min value ``m``): ``q = clamp(round((x - m)/s) + qmin, qmin, qmax)``,
-  ``x̂ = (q - qmin)·s + m``, i.e. ``x̂ = u·s + m`` with the unsigned code ``u = q - qmin``. The grid starts
-  at ``m`` instead of being anchored at 0: ``m = min`` (asymmetric) or ``m = -max(|min|, |max|)``
-  (symmetric), with ``s`` as in the zp formulation.
-- float formats (fp8, fp4): ``x̂ = cast(clamp(x/s, -fmax, fmax))·s`` with ``s = amax/fmax``, or a power of
-  two (``scale_dtype: float8_e8m0fnu``; always for fp4) ``2^(floor(log2 amax) - emax)``.
-
-``min``/``max`` always include 0 (``min ≤ 0 ≤ max``). Scales are at least ``torch.finfo(float32).eps``
-(integers) or the smallest normal float32 (floats). ``x/s`` is computed as ``x·(1/s)`` for integers, as
-torch's and torchao's kernels do. Gradients are straight-through: ``∂x̂/∂x = 1`` where ``round(x/s) + zp``
-lies in ``[qmin, qmax]`` (floats: ``|x/s| ≤ fmax``), 0 elsewhere; qparams get no gradient.
-
-Observers (``qparam_calculator``): ``static`` takes the range of the current tensor; ``moving_average``
-is an EMA with constant 0.01 (the first observation initialises it); ``global_minmax`` keeps the min of
-mins and the max of maxes; ``dynamic`` computes qparams from each tensor and keeps no state. A
-``float_range`` bound that is not null replaces the observed one. Qparams are recomputed at every
+Gradients are straight-through: ``∂x̂/∂x = 1`` where ``round(x/s) + zp`` lies in ``[qmin, qmax]``
+(floats: ``|x/s| ≤ fmax``), 0 elsewhere; qparams get no gradient. Qparams are recomputed at every
 observation and frozen while the observer is off.
 
 Speed: the hot path is a handful of tensor ops with no host synchronisation; on/off switches are 0/1
@@ -30,23 +15,22 @@ forward branches on, so switching is cheap and ``torch.compile`` guards on them 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-import torch.distributed as _dist
 from torch import nn
 
 from qplan.compiler.plan import ResolvedSpec
-from qplan.runtime.qformats import (
-    FLOAT_FORMATS,
-    codes_to_e2m1,
-    e2m1_to_codes,
-    e8m0_scale,
-    int_range,
-    pack_fp4,
-    round_to_e2m1,
-    unpack_fp4,
+from qplan.runtime.layout import QParamLayout
+from qplan.runtime.numerics import Numerics, check_format, dequantize_codes_, float_codes, float_round, int_codes
+from qplan.runtime.observers import (
+    EMA_CONSTANT,
+    check_observer,
+    compute_qparams,
+    merge_range,
+    range_of,
+    symmetric_scale,
 )
 
 __all__ = ["FakeQuantize", "make_fake_quantize", "EMA_CONSTANT"]
@@ -56,56 +40,26 @@ def __dir__() -> list[str]:
     return __all__
 
 
-EMA_CONSTANT = 0.01
-_CALCULATORS = ("static", "moving_average", "global_minmax", "dynamic")
-_QSCHEMES = ("symmetric", "asymmetric", "symmetric_with_clipping")
-_INT_EPS = torch.finfo(torch.float32).eps
-_FLOAT_EPS = torch.finfo(torch.float32).tiny
-
-
-def _world_size() -> int:
-    if _dist.is_available() and _dist.is_initialized():
-        return _dist.get_world_size()
-    return 1
-
-
 # --------------------------------------------------------------------------------------------------
-# Autograd kernels: a few float elementwise ops forward, one `hardtanh_backward` backward.
-
+# Autograd kernels: the numerics' float elementwise ops forward, one `hardtanh_backward` backward.
 
 _hardtanh_backward = torch.ops.aten.hardtanh_backward.default
-
-
-def _above(v: float) -> float:
-    """The next float32 above ``v`` (as a Python float), so a strict bound acts as an inclusive one."""
-    return torch.nextafter(torch.tensor(v, dtype=torch.float32), torch.tensor(math.inf)).item()
-
+_hardtanh_backward_into = torch.ops.aten.hardtanh_backward.grad_input
 
 # Tensors of at least this many elements recompute their codes in backward instead of keeping them:
 # one full-size buffer less per call. On CPU a fresh buffer of that size comes from `mmap`, and
 # page-faulting it in costs more than the extra multiply and round.
 RECOMPUTE_NUMEL = 1 << 16
-_hardtanh_backward_into = torch.ops.aten.hardtanh_backward.grad_input
 
 
-def _codes(x, inv_scale, zp, off):  # type: ignore[no-untyped-def]
-    """``round((x - off)·inv) + zp``, a fresh tensor."""
-    t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)
-    t.round_()
-    return t if zp is None else t.add_(zp)
-
-
-def _frozen_qparam(v):  # type: ignore[no-untyped-def]
+def _frozen_qparam(v: Any) -> Any:
     """A qparam as backward will read it: tensors are copied (the observer updates them in place)."""
     return v.clone() if isinstance(v, torch.Tensor) else v
 
 
-def _fq_int(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[no-untyped-def]
+def _fq_int(ctx: Any, x: torch.Tensor, scale: Any, inv_scale: Any, zp: Any, off: Any, lo: Any, hi: Any) -> torch.Tensor:
     """Forward of :class:`_FakeQuantInt` (and of :class:`_ObserveFakeQuantInt` after its observer)."""
-    t = torch.mul(x, inv_scale) if off is None else torch.sub(x, off).mul_(inv_scale)  # `_codes`, inline
-    t.round_()
-    if zp is not None:
-        t.add_(zp)
+    t = int_codes(x, inv_scale, zp, off)
     if ctx.needs_input_grad[0]:
         ctx.bounds = (lo - 0.5, hi + 0.5)
         if x.numel() >= RECOMPUTE_NUMEL:
@@ -118,18 +72,14 @@ def _fq_int(ctx, x, scale, inv_scale, zp, off, lo, hi):  # type: ignore[no-untyp
             out = torch.clamp(t, lo, hi)
     else:
         out = t.clamp_(lo, hi)
-    if zp is not None:
-        out.sub_(zp)
-    if off is None:
-        return out.mul_(scale)
-    return torch.addcmul(off, out, scale)
+    return dequantize_codes_(out, scale, zp, off)
 
 
-def _fq_int_grad(ctx, grad):  # type: ignore[no-untyped-def]
+def _fq_int_grad(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
     (saved,) = ctx.saved_tensors
     if ctx.qparams is None:
         return _hardtanh_backward(grad, saved, *ctx.bounds)
-    t = _codes(saved, *ctx.qparams)
+    t = int_codes(saved, *ctx.qparams)
     return _hardtanh_backward_into(grad, t, *ctx.bounds, grad_input=t)
 
 
@@ -146,7 +96,7 @@ class _FakeQuantInt(torch.autograd.Function):
     forward = staticmethod(_fq_int)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         return _fq_int_grad(ctx, grad), None, None, None, None, None, None
 
 
@@ -155,11 +105,11 @@ class _ObserveFakeQuantInt(torch.autograd.Function):
     ``forward`` grad mode is off, so the observer reads ``x`` itself (no ``detach``)."""
 
     @staticmethod
-    def forward(ctx, x, fq):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, fq: FakeQuantize) -> torch.Tensor:
         return fq._observe_and_fake_quant(ctx, x)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         return _fq_int_grad(ctx, grad), None
 
 
@@ -168,17 +118,15 @@ class _FakeQuantFloat(torch.autograd.Function):
     gradient ``g·[|x/s| ≤ fmax]``."""
 
     @staticmethod
-    def forward(ctx, x, scale, fmax, dtype, grad_bound):  # type: ignore[override]
-        t = torch.div(x, scale)
-        out = torch.clamp(t, -fmax, fmax)
+    def forward(ctx: Any, x: torch.Tensor, scale: Any, fmax: float, dtype: Any, grad_bound: float) -> torch.Tensor:
+        t, out = float_codes(x, scale, fmax)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(t)
             ctx.bound = grad_bound  # the float32 just above fmax: |t| <= fmax passes
-        out = round_to_e2m1(out) if dtype is None else out.to(dtype).to(x.dtype)
-        return out.mul_(scale)
+        return float_round(out, dtype).mul_(scale)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
         (t,) = ctx.saved_tensors
         return _hardtanh_backward(grad, t, -ctx.bound, ctx.bound), None, None, None, None
 
@@ -191,20 +139,7 @@ _functorch_active = torch._C._are_functorch_transforms_active
 _is_compiling = torch.compiler.is_compiling
 
 
-def _apply_int(x, scale, inv, zp, off, lo, hi):  # type: ignore[no-untyped-def]
-    if _is_compiling() or _functorch_active():
-        return _FakeQuantInt.apply(x, scale, inv, zp, off, lo, hi)
-    return _C_APPLY_INT(x, scale, inv, zp, off, lo, hi)
-
-
 # --------------------------------------------------------------------------------------------------
-
-
-def _block_bshape(vshape: Sequence[int]) -> tuple[int, ...]:
-    """Broadcast shape of per-block qparams against a ``(blocks, length)``-split view."""
-    return tuple(1 if i % 2 else n for i, n in enumerate(vshape))
-
-
 class FakeQuantize(nn.Module):
     """Observe a tensor's range and fake-quantize it, following one :class:`ResolvedSpec`.
 
@@ -229,6 +164,19 @@ class FakeQuantize(nn.Module):
     per dim, the torchao layout).
     """
 
+    observer_enabled: torch.Tensor
+    fake_quant_enabled: torch.Tensor
+    observed: torch.Tensor
+    scale: torch.Tensor
+    _inv_scale: torch.Tensor
+    zero_point: torch.Tensor
+    minval: torch.Tensor
+    bounds: torch.Tensor
+    _divisor: torch.Tensor
+    _qmin_t: torch.Tensor
+    _zp_t: torch.Tensor
+    _qcache: Any  # (scale, inv, offset buffers, their broadcast views), in __dict__
+
     def __init__(self, spec: ResolvedSpec, shape: Sequence[int], *, role: str = "input", name: str | None = None):
         super().__init__()
         self.spec = spec
@@ -236,42 +184,27 @@ class FakeQuantize(nn.Module):
         self.role = role
         self.name = name
         self.is_weight = role == "state"
-        self._check_spec()
-        dtype = spec.dtype
-        self.is_float = dtype in FLOAT_FORMATS
-        self.symmetric = spec.qscheme != "asymmetric"
-        self.use_minval = spec.qformulation == "minval"
+        where = f" for `{name}`" if name else ""
+        check_format(spec, where)
+        check_observer(spec, where)
+        self.num = num = Numerics(spec)
+        self.is_float, self.symmetric, self.use_minval = num.is_float, num.symmetric, num.use_minval
+        self.quant_min, self.quant_max = num.quant_min, num.quant_max
+        self.pow2_scale = num.pow2_scale
+        self._zp_const = num.zp_const
         self.calculator = spec.qparam_calculator
         self.dynamic = self.calculator == "dynamic"
-        if self.is_float:
-            fmt = FLOAT_FORMATS[dtype]
-            self._fmt = fmt
-            self._cast_dtype = fmt.torch_dtype  # None: fp4, rounded on the e2m1 grid
-            self.quant_min, self.quant_max = -fmt.fmax, fmt.fmax
-            self.pow2_scale = spec.scale_dtype == "float8_e8m0fnu" or fmt.torch_dtype is None
-            self._grad_bound = _above(fmt.fmax)
-        else:
-            self._fmt = None
-            self._cast_dtype = None
-            self.quant_min, self.quant_max = int_range(dtype, spec.qscheme)
-            self.pow2_scale = False
-        # Constant zero point of symmetric integer schemes: 0 (signed) or mid-range (unsigned).
-        self._zp_const = (self.quant_min + self.quant_max + 1) // 2 if not self.is_float else 0
-        self._setup_granularity()
+        self.layout = lay = QParamLayout(spec, self.shape, is_weight=self.is_weight, dynamic=self.dynamic, name=name)
+        self.granularity, self.axis, self.qparams_shape = lay.granularity, lay.axis, lay.qparams_shape
+        self._block, self._rdims, self._bshape = lay.block, lay.rdims, lay.bshape
         # Constants as 0-dim tensors: binary ops with a Python number pay for wrapping it on every call.
-        # scale = range / divisor: fmax (floats), (qmax - qmin) / 2 (symmetric), qmax - qmin (asymmetric).
-        if self.is_float:
-            divisor = float(self.quant_max)
-        else:
-            divisor = float(self.quant_max - self.quant_min) / (2 if self.symmetric else 1)
-        self.register_buffer("_divisor", torch.tensor(divisor), persistent=False)
+        self.register_buffer("_divisor", torch.tensor(num.divisor), persistent=False)
         self.register_buffer("_qmin_t", torch.tensor(float(self.quant_min)), persistent=False)
         self.register_buffer("_zp_t", torch.tensor(float(self._zp_const)), persistent=False)
 
         lo, hi = tuple(spec.float_range)
-        self._fixed_lo = None if lo is None else float(lo)
-        self._fixed_hi = None if hi is None else float(hi)
-        self._frozen_range = self._fixed_lo is not None and self._fixed_hi is not None
+        self._fixed = (None if lo is None else float(lo), None if hi is None else float(hi))
+        self._frozen_range = self._fixed[0] is not None and self._fixed[1] is not None
         self._setup_hot_path()
 
         qshape = self.qparams_shape
@@ -291,94 +224,11 @@ class FakeQuantize(nn.Module):
                     self.register_buffer("zero_point", torch.full(qshape, self._zp_const, dtype=torch.int32))
             self.register_buffer("bounds", torch.zeros((2, *qshape)))
             if self._frozen_range:
-                self.bounds[0].fill_(max(-self._fixed_lo, 0.0))
-                self.bounds[1].fill_(max(self._fixed_hi, 0.0))
-                self._compute_qparams(self.bounds, out=True)
+                merge_range(self.bounds, self.bounds, replace=True, ema=False, sync=False, fixed=self._fixed)
+                compute_qparams(num, lay, self.bounds, self._buffers, out=True)
                 self._set_observed()
 
     # ---------------------------------------------------------------------------------------- setup
-
-    def _check_spec(self) -> None:
-        spec = self.spec
-        where = f" for `{self.name}`" if self.name else ""
-        if spec.dtype not in FLOAT_FORMATS and spec.dtype not in ("int8", "int4", "int2", "uint8", "uint4", "uint2"):
-            raise ValueError(f"unsupported quantization dtype `{spec.dtype}`{where}")
-        if spec.qscheme not in _QSCHEMES:
-            raise ValueError(f"unsupported qscheme `{spec.qscheme}`{where}; expected one of {', '.join(_QSCHEMES)}")
-        if spec.qformulation not in ("zp", "minval"):
-            raise ValueError(f"unsupported qformulation `{spec.qformulation}`{where}; expected `zp` or `minval`")
-        if spec.qparam_calculator not in _CALCULATORS:
-            raise ValueError(
-                f"unsupported qparam calculator `{spec.qparam_calculator}`{where}; expected one of {', '.join(_CALCULATORS)}"
-            )
-        if spec.dtype in FLOAT_FORMATS and (spec.qscheme != "symmetric" or spec.qformulation != "zp"):
-            raise ValueError(f"float dtype `{spec.dtype}` needs qscheme `symmetric` and qformulation `zp`{where}")
-        if spec.scale_dtype not in (None, "float8_e8m0fnu"):
-            raise ValueError(f"unsupported scale_dtype `{spec.scale_dtype}`{where}; expected null or `float8_e8m0fnu`")
-        if spec.scale_dtype is not None and spec.dtype not in FLOAT_FORMATS:
-            raise ValueError(f"scale_dtype `{spec.scale_dtype}` is only for float dtypes, not `{spec.dtype}`{where}")
-        if spec.qparam_calculator == "dynamic" and tuple(spec.float_range) != (None, None):
-            raise ValueError(f"`dynamic` qparams need float_range [null, null]{where}")
-        if spec.range_calculator != "minmax":
-            raise ValueError(f"unsupported range calculator `{spec.range_calculator}`{where}; expected `minmax`")
-
-    def _setup_granularity(self) -> None:
-        spec, shape = self.spec, self.shape
-        ndim = len(shape)
-        self.granularity = spec.granularity
-        self.axis: int | None = None
-        self._block: tuple[int | None, ...] | None = None  # per dim: block length, None = whole dim
-        if spec.granularity == "per_tensor":
-            self.qparams_shape: tuple[int, ...] = ()
-            self._rdims: tuple[int, ...] = ()
-            self._bshape: tuple[int, ...] = ()
-        elif spec.granularity == "per_channel":
-            axis = self._check_axis(spec.axis, ndim)
-            self.axis = axis
-            self.qparams_shape = (shape[axis],)
-            self._rdims = tuple(i for i in range(ndim) if i != axis)
-            self._bshape = tuple(shape[axis] if i == axis else 1 for i in range(ndim))
-        elif spec.granularity == "per_block":
-            block = self._resolve_block(spec, shape)
-            self._block = tuple(None if b == d else b for b, d in zip(block, shape, strict=True))
-            self.qparams_shape = tuple(d // b for d, b in zip(shape, block, strict=True))
-            self._rdims = tuple(range(1, 2 * ndim, 2))
-            self._bshape = ()  # per call, from the block view (see `_view`)
-        else:
-            raise ValueError(f"unsupported granularity `{spec.granularity}`")
-
-    def _check_axis(self, axis: int | None, ndim: int) -> int:
-        if axis is None:
-            raise ValueError(f"{self.spec.granularity} needs a resolved axis (got none) for `{self.name}`")
-        a = axis + ndim if axis < 0 else axis
-        if not 0 <= a < ndim:
-            raise ValueError(f"axis {axis} is out of range for a tensor of shape {list(self.shape)} (`{self.name}`)")
-        return a
-
-    def _resolve_block(self, spec: ResolvedSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
-        ndim = len(shape)
-        bs = spec.block_size
-        if isinstance(bs, (tuple, list)):
-            if len(bs) != ndim:
-                raise ValueError(
-                    f"block_size {list(bs)} needs one entry per dim of shape {list(shape)} (`{self.name}`)"
-                )
-            block = [d if b == -1 else int(b) for b, d in zip(bs, shape, strict=True)]
-        elif isinstance(bs, int):
-            axis = self._check_axis(spec.axis, ndim)
-            # weights: only the two leading (channel) dims split, kernel dims stay whole;
-            # activations: one block per position along every other dim.
-            collapse = min(2, ndim) if self.is_weight else ndim
-            block = list(shape)
-            for i in range(collapse):
-                block[i] = 1
-            block[axis] = bs
-        else:
-            raise ValueError(f"per_block needs a block_size (`{self.name}`)")
-        for b, d in zip(block, shape, strict=True):
-            if b <= 0 or d % b:
-                raise ValueError(f"block_size {bs} does not divide shape {list(shape)} (`{self.name}`)")
-        return tuple(block)
 
     def _setup_hot_path(self) -> None:
         """Constants the per-call code reads instead of re-deriving them from the spec."""
@@ -386,12 +236,8 @@ class FakeQuantize(nn.Module):
         self._ema = self.calculator == "moving_average"
         # integer, not per-block, qparams stored: one autograd call with cached qparam views
         self._fast = not (self.is_float or self.dynamic or self._block is not None)
-        if self.use_minval:
-            self._int_kind, self._offset_name = "minval", "minval"
-        elif self.symmetric:
-            self._int_kind, self._offset_name = "sym", None
-        else:
-            self._int_kind, self._offset_name = "asym", "zero_point"
+        self._int_kind = self.num.kind
+        self._offset_name = None if self.is_float else ("minval" if self.use_minval else "zero_point")
         self.__dict__["_qcache"] = None  # (scale, inv, offset buffers, their broadcast views)
 
     def __getstate__(self) -> dict:
@@ -411,6 +257,7 @@ class FakeQuantize(nn.Module):
         b = self._buffers
         scale, inv = b["scale"], b["_inv_scale"]
         off = b[self._offset_name] if self._offset_name is not None else None
+        assert scale is not None and inv is not None
         c = self._qcache
         if c is not None and c[0] is scale and c[1] is inv and c[2] is off:
             return c[3]
@@ -421,6 +268,12 @@ class FakeQuantize(nn.Module):
             views = (scale, inv, off)
         self.__dict__["_qcache"] = (scale, inv, off, views)
         return views
+
+    def _int_args(self, offset: Any, zp_t: Any) -> tuple[Any, Any, Any, Any]:
+        """``(zp, off, lo, hi)`` of :func:`_fq_int` from the stored offset (the scheme dispatch)."""
+        num = self.num
+        zp, off = num.operands(offset, zp_t if self._zp_const else None)
+        return zp, off, num.lo, num.hi
 
     # --------------------------------------------------------------------------------------- switches
 
@@ -452,7 +305,7 @@ class FakeQuantize(nn.Module):
         self._observed = True
         self.observed.fill_(1)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._obs_on = bool(self.observer_enabled[0])
         self._fq_on = bool(self.fake_quant_enabled[0])
@@ -469,22 +322,10 @@ class FakeQuantize(nn.Module):
             traced = _is_compiling() or _functorch_active()
             if self._obs_on and not self._frozen_range and not traced:
                 return _C_APPLY_OBSERVE_INT(x, self)
-            b = self._buffers
             if self._obs_on and not self._frozen_range:
-                self._observe_int(x.detach(), b)
-            if self._bshape:
-                scale, inv, offset = self._qviews()
-            else:
-                scale, inv = b["scale"], b["_inv_scale"]
-                offset = b[self._offset_name] if self._offset_name is not None else None
+                self._observe_int(x.detach(), self._buffers)
             apply = _FakeQuantInt.apply if traced else _C_APPLY_INT
-            kind = self._int_kind
-            if kind == "sym":
-                zp = b["_zp_t"] if self._zp_const else None
-                return apply(x, scale, inv, zp, None, self.quant_min, self.quant_max)
-            if kind == "asym":
-                return apply(x, scale, inv, offset, None, self.quant_min, self.quant_max)
-            return apply(x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
+            return apply(x, *self._stored_int_args())
         if not self._fq_on:
             if self._obs_on and not self.dynamic:
                 self._observe(x)
@@ -493,20 +334,33 @@ class FakeQuantize(nn.Module):
             return self._forward_fq(x.float()).to(x.dtype)
         return self._forward_fq(x)
 
+    def _stored_int_args(self) -> tuple[Any, ...]:
+        """``(scale, inv, zp, off, lo, hi)`` of the stored qparams for :func:`_fq_int`."""
+        b = self._buffers
+        scale: Any
+        inv: Any
+        offset: Any
+        if self._bshape:
+            scale, inv, offset = self._qviews()
+        else:
+            scale, inv = b["scale"], b["_inv_scale"]
+            offset = b[self._offset_name] if self._offset_name is not None else None
+        num = self.num
+        zp, off = num.operands(offset, b["_zp_t"] if self._zp_const else None)
+        return scale, inv, zp, off, num.lo, num.hi
+
     def _forward_fq(self, x: torch.Tensor) -> torch.Tensor:
         if self._fast:
             if self._obs_on:
                 self._observe(x)
-            scale, inv, offset = self._qviews()
-            kind = self._int_kind
-            if kind == "sym":
-                zp = self._buffers["_zp_t"] if self._zp_const else None
-                return _apply_int(x, scale, inv, zp, None, self.quant_min, self.quant_max)
-            if kind == "asym":
-                return _apply_int(x, scale, inv, offset, None, self.quant_min, self.quant_max)
-            return _apply_int(x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
+            args = self._stored_int_args()
+            if _is_compiling() or _functorch_active():
+                return _FakeQuantInt.apply(x, *args)
+            return _C_APPLY_INT(x, *args)
         if self.dynamic:
-            scale, inv, offset = self._compute_qparams(self._range_of(x.detach()))
+            scale, inv, offset = compute_qparams(
+                self.num, self.layout, range_of(x.detach(), self.layout), self._buffers
+            )
         else:
             if self._obs_on:
                 self._observe(x)
@@ -514,15 +368,8 @@ class FakeQuantize(nn.Module):
             offset = None if self.is_float else (self.minval if self.use_minval else self.zero_point)
         return self._fake_quant(x, scale, inv, offset)
 
-    def _fake_quant(self, x, scale, inv, offset):  # type: ignore[no-untyped-def]
-        block = self._block is not None
-        if block:
-            vshape = self._view_shape(x.shape)
-            v = x.reshape(vshape)
-            bshape = _block_bshape(vshape)
-        else:
-            v = x
-            bshape = self._bshape
+    def _fake_quant(self, x: torch.Tensor, scale: Any, inv: Any, offset: Any) -> torch.Tensor:
+        v, bshape = self.layout.view(x)
         if bshape:
             scale = scale.view(bshape)
             if torch.is_tensor(offset):
@@ -530,80 +377,24 @@ class FakeQuantize(nn.Module):
             if inv is not None:
                 inv = inv.view(bshape)
         if self.is_float:
-            out = _FakeQuantFloat.apply(v, scale, self.quant_max, self._cast_dtype, self._grad_bound)
-        elif self.use_minval:
-            out = _FakeQuantInt.apply(v, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
-        elif self.symmetric:
-            zp = self._zp_t if self._zp_const else None
-            out = _FakeQuantInt.apply(v, scale, inv, zp, None, self.quant_min, self.quant_max)
+            num = self.num
+            out = _FakeQuantFloat.apply(v, scale, num.quant_max, num.cast_dtype, num.grad_bound)
         else:
-            out = _FakeQuantInt.apply(v, scale, inv, offset, None, self.quant_min, self.quant_max)
-        return out.reshape(x.shape) if block else out
+            out = _FakeQuantInt.apply(v, scale, inv, *self._int_args(offset, self._zp_t))
+        return out.reshape(x.shape) if self._block is not None else out
 
     # --------------------------------------------------------------------------------------- observer
 
-    def _view_shape(self, shape: torch.Size) -> list[int]:
-        """Split every dim into ``(blocks, block length)`` for per-block reductions and broadcasts."""
-        out: list[int] = []
-        for d, b, n in zip(shape, self._block, self.qparams_shape, strict=True):  # type: ignore[arg-type]
-            if b is None:
-                out += (1, d)
-            elif self.dynamic:
-                out += (d // b, b)
-            else:
-                if d != n * b:
-                    raise ValueError(
-                        f"`{self.name}`: tensor of shape {list(shape)} does not fit the {list(self.qparams_shape)} "
-                        f"blocks fixed by the plan shape {list(self.shape)}"
-                    )
-                out += (n, b)
-        return out
-
-    def _view(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """``x`` in the layout qparams broadcast against, and the broadcast shape of the qparams."""
-        if self._block is None:
-            return x, self._bshape
-        vshape = self._view_shape(x.shape)
-        return x.reshape(vshape), _block_bshape(vshape)
-
-    def _range_of(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``[2, *qshape]`` float32: ``-min`` and ``max`` of float32 ``x`` per qparam group, clamped at 0
-        (written into ``out`` when given)."""
-        if self._block is not None:
-            v = x.reshape(self._view_shape(x.shape))
-            mn = torch.amin(v, dim=self._rdims)
-            mx = torch.amax(v, dim=self._rdims)
-        elif self._rdims:
-            mn = torch.amin(x, dim=self._rdims)
-            mx = torch.amax(x, dim=self._rdims)
-        else:
-            mn, mx = torch.aminmax(x)
-        return torch.stack((torch.neg(mn), mx), out=out).clamp_(0)
-
-    def _observe_and_fake_quant(self, ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def _observe_and_fake_quant(self, ctx: Any, x: torch.Tensor) -> torch.Tensor:
         """Forward of :class:`_ObserveFakeQuantInt`: the inline case of :meth:`forward` with its observer on."""
-        b = self._buffers
-        self._observe_int(x, b)
-        if self._bshape:
-            scale, inv, offset = self._qviews()
-        else:
-            scale, inv = b["scale"], b["_inv_scale"]
-            offset = b[self._offset_name] if self._offset_name is not None else None
-        kind = self._int_kind
-        if kind == "sym":
-            return _fq_int(
-                ctx, x, scale, inv, b["_zp_t"] if self._zp_const else None, None, self.quant_min, self.quant_max
-            )
-        if kind == "asym":
-            return _fq_int(ctx, x, scale, inv, offset, None, self.quant_min, self.quant_max)
-        return _fq_int(ctx, x, scale, inv, None, offset, 0, self.quant_max - self.quant_min)
+        self._observe_int(x, self._buffers)
+        return _fq_int(ctx, x, *self._stored_int_args())
 
-    def _observe_int(self, x: torch.Tensor, b: dict) -> None:
+    def _observe_int(self, x: torch.Tensor, b: dict[str, Any]) -> None:
         """:meth:`_observe` of a detached float32 tensor for integer, not per-block specs without a
         fixed range, in one frame: the same ops in the same order."""
         bounds = b["bounds"]
-        observed = self._observed
-        replace = self._replace_always or not observed
+        replace = self._replace_always or not self._observed
         rd = self._rdims
         if rd:
             mn = torch.amin(x, dim=rd)
@@ -613,11 +404,9 @@ class FakeQuantize(nn.Module):
         cur = torch.stack((torch.neg(mn), mx), out=bounds if replace else None).clamp_(0)
         self._merge_range(bounds, cur, replace)
         if self._int_kind == "sym":
-            amax = torch.amax(bounds, dim=0) if rd else torch.max(bounds)
-            scale = torch.div(amax, b["_divisor"], out=b["scale"]).clamp_(_INT_EPS)
-            torch.reciprocal(scale, out=b["_inv_scale"])
+            symmetric_scale(bounds, b["_divisor"], bool(rd), b["scale"], b["_inv_scale"])
         else:
-            self._compute_qparams(bounds, out=True)
+            compute_qparams(self.num, self.layout, bounds, b, out=True)
 
     def _observe(self, x: torch.Tensor) -> None:
         if self._frozen_range:
@@ -625,58 +414,17 @@ class FakeQuantize(nn.Module):
         x = x.detach()
         if x.dtype != torch.float32:
             x = x.float()
-        bounds = self._buffers["bounds"]
+        bounds = self.bounds
         replace = self._replace_always or not self._observed
-        cur = self._range_of(x, out=bounds if replace else None)
+        cur = range_of(x, self.layout, out=bounds if replace else None)
         self._merge_range(bounds, cur, replace)
-        self._compute_qparams(bounds, out=True)
+        compute_qparams(self.num, self.layout, bounds, self._buffers, out=True)
 
     def _merge_range(self, bounds: torch.Tensor, cur: torch.Tensor, replace: bool) -> None:
-        """Fold this call's range ``cur`` into ``bounds`` (already written there when `replace`):
-        reduce across DDP ranks, then EMA or running min/max, then the fixed `float_range` bounds."""
-        if not self.is_weight and self.training and _world_size() > 1:
-            _dist.all_reduce(cur, op=_dist.ReduceOp.MAX)
-        if replace:
-            if not self._observed:
-                self._set_observed()
-        elif self._ema:
-            bounds.lerp_(cur, EMA_CONSTANT)
-        else:  # global_minmax
-            torch.maximum(bounds, cur, out=bounds)
-        if self._fixed_lo is not None:
-            bounds[0].fill_(max(-self._fixed_lo, 0.0))
-        if self._fixed_hi is not None:
-            bounds[1].fill_(max(self._fixed_hi, 0.0))
-
-    def _compute_qparams(self, bounds: torch.Tensor, out: bool = False):  # type: ignore[no-untyped-def]
-        """``(scale, 1/scale, zero_point | minval | None)`` from ``bounds``; with ``out`` into the buffers."""
-        b = self._buffers
-        o_scale = b["scale"] if out else None
-        o_inv = b["_inv_scale"] if out else None
-        if self.is_float:
-            amax = torch.amax(bounds, dim=0)
-            if self.pow2_scale:
-                s = e8m0_scale(amax, self._fmt)  # type: ignore[arg-type]
-                scale = o_scale.copy_(s) if out else s
-            else:
-                scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(min=_FLOAT_EPS)
-            return scale, torch.reciprocal(scale, out=o_inv), None
-        if self.symmetric:
-            amax = torch.amax(bounds, dim=0) if self._rdims or self._block is not None else torch.max(bounds)
-            scale = torch.div(amax, b["_divisor"], out=o_scale).clamp_(_INT_EPS)
-            inv = torch.reciprocal(scale, out=o_inv)
-            if self.use_minval:
-                return scale, inv, torch.neg(amax, out=b["minval"] if out else None)
-            return scale, inv, None if out else self._zp_const
-        scale = torch.sum(bounds, dim=0).div_(b["_divisor"])
-        scale = torch.clamp(scale, min=_INT_EPS, out=o_scale)
-        inv = torch.reciprocal(scale, out=o_inv)
-        if self.use_minval:
-            return scale, inv, torch.neg(bounds[0], out=b["minval"] if out else None)
-        zp = torch.div(bounds[0], scale).round_().add_(b["_qmin_t"]).clamp_(self.quant_min, self.quant_max)
-        if out:
-            return scale, inv, b["zero_point"].copy_(zp)
-        return scale, inv, zp.to(torch.int32)
+        if replace and not self._observed:
+            self._set_observed()
+        sync = not self.is_weight and self.training
+        merge_range(bounds, cur, replace=replace, ema=self._ema, sync=sync, fixed=self._fixed)
 
     # ------------------------------------------------------------------------------- qparams / storage
 
@@ -703,9 +451,7 @@ class FakeQuantize(nn.Module):
     def storage_dtype(self) -> torch.dtype:
         """The dtype :meth:`quantize_for_storage` returns: int8 for intN, uint8 for uintN and packed fp4
         (two e2m1 codes per byte), the float8 dtype for fp8."""
-        if self.is_float:
-            return self._cast_dtype or torch.uint8
-        return torch.uint8 if self.spec.dtype.startswith("u") else torch.int8
+        return self.num.storage_dtype
 
     def quantize_for_storage(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Quantize ``x`` with the current qparams: ``(q, scale, zero_point | minval | None)``.
@@ -716,31 +462,13 @@ class FakeQuantize(nn.Module):
         """
         x = x.detach().float()
         if self.dynamic:
-            scale, inv, offset = self._compute_qparams(self._range_of(x))
-            if offset is not None and not torch.is_tensor(offset):
-                offset = torch.full_like(scale, offset, dtype=torch.int32)
+            scale, inv, offset = compute_qparams(self.num, self.layout, range_of(x, self.layout), self._buffers)
         else:
             scale, offset = self.qparams()
             inv = torch.reciprocal(scale)
-            if offset is None and not self.is_float:
-                offset = torch.full_like(scale, self._zp_const, dtype=torch.int32)
-        v, b = self._view(x)
-        s_b = scale.view(b) if b else scale
-        if self.is_float:
-            t = torch.div(v, s_b).clamp_(self.quant_min, self.quant_max)
-            if self._cast_dtype is not None:
-                q = t.to(self._cast_dtype).reshape(x.shape)
-            else:
-                q = pack_fp4(e2m1_to_codes(round_to_e2m1(t)).reshape(x.shape))
-            return q, scale, None
-        o_b = offset.view(b) if b else offset  # type: ignore[union-attr]
-        inv_b = inv.view(b) if b else inv
-        if self.use_minval:
-            t = torch.sub(v, o_b).mul_(inv_b).round_().add_(self.quant_min)
-        else:
-            t = torch.mul(v, inv_b).round_().add_(o_b)
-        q = t.clamp_(self.quant_min, self.quant_max).to(self.storage_dtype).reshape(x.shape)
-        return q, scale, offset
+        if not self.is_float and not torch.is_tensor(offset):  # symmetric dynamic: the constant zero point
+            offset = torch.full_like(scale, self._zp_const, dtype=torch.int32)
+        return self.num.quantize(x, self.layout, scale, inv, offset), scale, offset
 
     def dequantize(
         self,
@@ -751,38 +479,18 @@ class FakeQuantize(nn.Module):
     ) -> torch.Tensor:
         """Inverse of :meth:`quantize_for_storage`: the float values of ``q`` (packed fp4 accepted as uint8
         or ``torch.float4_e2m1fn_x2``)."""
-        if self.is_float and self._cast_dtype is None:
-            codes = unpack_fp4(q.view(torch.uint8))
-            vals = codes_to_e2m1(codes)
-        else:
-            vals = q.to(torch.float32)
-        shape = vals.shape
-        v, b = self._view(vals)
-        s_b = scale.view(b) if b else scale
-        if self.is_float:
-            out = v * s_b
-        else:
+        if not self.is_float:
             assert offset is not None, "integer dequantize needs the zero point or minval"
-            o_b = offset.view(b) if b else offset
-            if self.use_minval:
-                out = torch.addcmul(o_b, v - self.quant_min, s_b)
-            else:
-                out = (v - o_b) * s_b
-        return out.reshape(shape).to(dtype)
+        return self.num.dequantize(q, self.layout, scale, offset).to(dtype)
 
     def extra_repr(self) -> str:
         s = self.spec
-        gran = self.granularity
-        if self.axis is not None and gran == "per_channel":
-            gran += f"(axis={self.axis})"
-        elif self._block is not None:
-            gran += f"(qparams={list(self.qparams_shape)})"
         parts = [
             f"name={self.name!r}" if self.name else None,
             f"dtype={s.dtype}",
             f"qscheme={s.qscheme}",
             f"qformulation={s.qformulation}" if not self.is_float else None,
-            gran,
+            self.layout.describe(),
             f"calculator={self.calculator}",
             f"quant_range=[{self.quant_min}, {self.quant_max}]",
             "scale=pow2" if self.pow2_scale else None,

@@ -27,22 +27,33 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.ao.quantization.fx._decomposed
 from torch import fx, nn
 
 from qplan.diagnostics import QplanError
+from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
 from qplan.runtime.fake_quant import FakeQuantize
 from qplan.runtime.fold import FOLD_META, materialize_folds
-
-if TYPE_CHECKING:
-    from qplan.runtime.quantizer import Quantizer
+from qplan.runtime.graph import batch_dynamic_shapes
+from qplan.runtime.match import EntryPlacement
+from qplan.runtime.numerics import float_codes, float_round
 
 __all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "QplanFinalizeWarning"]
 
 _qd = torch.ops.quantized_decomposed
+
+
+class Prepared(Protocol):
+    """What finalize reads of a prepared :class:`~qplan.runtime.quantizer.Quantizer`."""
+
+    plan: Any
+    prepared: nn.Module | None
+    placements: list[EntryPlacement]
+    example_inputs: tuple
+    dynamic_batch: bool
 
 
 class QplanFinalizeWarning(UserWarning):
@@ -59,9 +70,14 @@ class QuantizedWeight(nn.Module):
     ``own`` holds the quantized tensor here instead, for a parameter that float readers still use.
     """
 
+    scale: torch.Tensor
+    zero_point: torch.Tensor | None
+    minval: torch.Tensor | None
+    q: torch.Tensor | None
+
     def __init__(self, fq: FakeQuantize, scale: torch.Tensor, offset: torch.Tensor | None, own: torch.Tensor | None):
         super().__init__()
-        self._fq = [fq]  # numerics only, not registered (its observer buffers are not exported)
+        self.num, self.layout = fq.num, fq.layout  # the fake-quant's arithmetic, without its observer buffers
         self.registered = _uses_registered_op(fq)
         self.axis = fq.axis
         self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
@@ -75,6 +91,7 @@ class QuantizedWeight(nn.Module):
     def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
         if self.q is not None:
             q = self.q
+        assert q is not None, "a stored weight is read from its parameter or held in `q`"
         if self.registered:
             if self.axis is None:
                 return _qd.dequantize_per_tensor.tensor(
@@ -83,8 +100,8 @@ class QuantizedWeight(nn.Module):
             return _qd.dequantize_per_channel(
                 q, self.scale, self.zero_point, self.axis, self.quant_min, self.quant_max, self.storage
             )
-        offset = getattr(self, "minval", None) if self._fq[0].use_minval else getattr(self, "zero_point", None)
-        return self._fq[0].dequantize(q, self.scale, offset)
+        offset = self.minval if self.num.use_minval else self.zero_point
+        return self.num.dequantize(q, self.layout, self.scale, offset)
 
 
 class QuantizeDequantize(nn.Module):
@@ -96,15 +113,15 @@ class QuantizeDequantize(nn.Module):
         if not fq.dynamic and fq.granularity == "per_tensor" and not fq.use_minval:
             scale, zp = fq.qparams()
             self.scale = float(scale)
-            if not fq.is_float:
+            if zp is not None:
                 self.kind = "int"
                 self.zero_point = int(zp)
                 self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
                 self.storage = fq.storage_dtype
-            elif fq._cast_dtype is not None and not fq.pow2_scale:
+            elif fq.num.cast_dtype is not None and not fq.pow2_scale:
                 self.kind = "float8"
+                self.num = fq.num
                 self.fmax = float(fq.quant_max)
-                self.storage = fq._cast_dtype
         if self.kind == "fake_quant":
             self.fq = fq
 
@@ -114,10 +131,16 @@ class QuantizeDequantize(nn.Module):
             return _qd.dequantize_per_tensor(
                 q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
             )
-        if self.kind == "float8":
-            q = torch.clamp(x * (1.0 / self.scale), -self.fmax, self.fmax).to(self.storage)
-            return q.to(x.dtype) * self.scale
+        if self.kind == "float8":  # the fake-quant's own arithmetic, with the scale a constant
+            _, t = float_codes(x, self.scale, self.fmax)
+            return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None)
         return self.fq(x)
+
+
+def _as_fake_quant(mod: nn.Module) -> FakeQuantize:
+    if not isinstance(mod, FakeQuantize):
+        raise QplanError(f"expected a qplan FakeQuantize in the prepared model, found `{type(mod).__name__}`")
+    return mod
 
 
 def _frozen(fq: FakeQuantize) -> FakeQuantize:
@@ -152,7 +175,7 @@ def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
 
 def _aliases(root: nn.Module, t: torch.Tensor) -> list[tuple[nn.Module, str]]:
     """Every (module, attribute) holding ``t`` as a parameter or buffer (tied weights have several)."""
-    out = []
+    out: list[tuple[nn.Module, str]] = []
     for mod in root.modules():
         for table in (mod._parameters, mod._buffers):
             out.extend((mod, name) for name, v in table.items() if v is t)
@@ -175,7 +198,7 @@ def _replace_param(root: nn.Module, fqn: str, q: torch.Tensor | None) -> None:
         owner.register_buffer(attr, q)
 
 
-def _finalize_graph(quantizer: Quantizer) -> nn.Module:
+def _finalize_graph(quantizer: Prepared) -> nn.Module:
     with warnings.catch_warnings():  # torch's own pytree deprecation, raised while copying the GraphModule
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         gm: fx.GraphModule = copy.deepcopy(quantizer.prepared)  # type: ignore[assignment]
@@ -195,7 +218,7 @@ def _finalize_graph(quantizer: Quantizer) -> nn.Module:
         if node.op != "call_module" or "qplan_entry" not in node.meta:
             continue
         p = entries[node.meta["qplan_entry"]]
-        fq = gm.get_submodule(node.target)
+        fq = _as_fake_quant(gm.get_submodule(node.target))
         src = node.args[0]
         if p.entry.role == "state" and src in folds:  # a BatchNorm-folded weight
             mod, _ = _weight_module(fq, folds[src], True, p.name)
@@ -218,6 +241,33 @@ def _finalize_graph(quantizer: Quantizer) -> nn.Module:
     return gm
 
 
+def _finalize_eager(prepared: nn.Module) -> nn.Module:
+    """A copy of the prepared eager model with fake-quants swapped for storage/qdq modules."""
+    work = copy.deepcopy(prepared)
+    holder: nn.ModuleDict = getattr(work, FAKE_QUANTS)
+    placements, inv = work.__dict__["_qplan_placements"]
+    done: dict[int, nn.Module] = {}
+    new: dict[str, nn.Module] = {}
+    for p in placements:
+        fq = _as_fake_quant(holder[p.name])
+        if p.source.kind == "param":
+            if id(fq) not in done:
+                fqn = p.source.fqn
+                w = work.get_parameter(fqn) if fqn in dict(work.named_parameters()) else work.get_buffer(fqn)
+                keep_float = bool(consumers(inv, fqn) - set(p.entry.readers))
+                weight, _ = _weight_module(fq, w, True, p.name)  # the quantized weight lives in `weight.q`
+                if not keep_float:
+                    _replace_param(work, fqn, None)
+                done[id(fq)] = weight
+            new[p.name] = done[id(fq)]
+        else:
+            new[p.name] = _activation_module(fq, p.name)
+    for name, mod in new.items():
+        holder[name] = mod
+    rebuild(work)
+    return work
+
+
 def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
     """Erase nodes left without users by the fold materialisation and unused get_attrs, then the
     parameters and buffers the graph read before but no longer reads (so they are not exported)."""
@@ -235,22 +285,18 @@ def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
     gm.recompile()
 
 
-def finalize(quantizer: Quantizer) -> torch.export.ExportedProgram:
+def finalize(quantizer: Prepared) -> torch.export.ExportedProgram:
     """Export ``quantizer.prepared`` with quantized weights and (de)quantize ops (module docstring)."""
     if quantizer.plan is None or quantizer.prepared is None:
         raise QplanError("call `prepare(example_inputs)` first")
     if quantizer.plan.mode == "graph":
         module = _finalize_graph(quantizer)
     else:
-        from qplan.runtime.eager import finalize_module
-
-        module = finalize_module(quantizer, _weight_module, _activation_module, _replace_param)
+        module = _finalize_eager(quantizer.prepared)
     module.eval()
     args = quantizer.example_inputs
     with torch.no_grad():
         if quantizer.plan.mode == "eager" or quantizer.dynamic_batch:
-            from qplan.runtime.graph import batch_dynamic_shapes
-
             shapes = batch_dynamic_shapes(args)
             if quantizer.plan.mode == "eager":
                 shapes = (shapes,)  # the prepared eager forward is `forward(*args, **kwargs)`

@@ -40,7 +40,7 @@ _OUT_AXIS = {
 
 def _bn_args(bn: fx.Node) -> tuple[Any, Any, Any, Any, Any, float]:
     """(input, weight, bias, running_mean, running_var, eps) of a batch-norm node."""
-    a = bn.args
+    a: tuple[Any, ...] = bn.args
     if bn.target is _aten.batch_norm.default:
         return a[0], a[1], a[2], a[3], a[4], float(a[7])
     return a[0], a[1], a[2], a[3], a[4], float(a[6])  # _native_batch_norm_legit_no_training
@@ -164,7 +164,8 @@ def _evaluate(gm: fx.GraphModule, node: fx.Node, memo: dict[fx.Node, Any]) -> An
     elif node.op == "call_function":
         args = fx.node.map_arg(node.args, lambda n: _evaluate(gm, n, memo))
         kwargs = fx.node.map_arg(node.kwargs, lambda n: _evaluate(gm, n, memo))
-        val = node.target(*args, **kwargs)
+        fn: Any = node.target
+        val = fn(*args, **kwargs)
     else:
         raise ValueError(f"cannot evaluate `{node.name}` ({node.op}) at finalize")
     memo[node] = val

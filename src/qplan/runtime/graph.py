@@ -12,7 +12,7 @@ Entries of one qparams group share one module instance, registered under each en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -46,14 +46,15 @@ class _Graph:
         # get_attr nodes by every name of their tensor (tied parameters have several names, and
         # export may pick another one than capture's canonical first name)
         names: dict[int, list[str]] = {}
-        for fqn, t in [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]:
-            names.setdefault(id(t), []).append(fqn)
+        for fqn, held in [*gm.named_parameters(remove_duplicate=False), *gm.named_buffers(remove_duplicate=False)]:
+            names.setdefault(id(held), []).append(fqn)
         self.attrs: dict[str, fx.Node] = {}
         self.aliases: dict[fx.Node, list[fx.Node]] = {}  # get_attr node -> all get_attr nodes of its tensor
         by_tensor: dict[int, list[fx.Node]] = {}
         for n in self.graph.nodes:
             if n.op == "get_attr":
                 target = str(n.target)
+                t: Any
                 try:
                     t = gm.get_parameter(target)
                 except AttributeError:
@@ -134,6 +135,11 @@ def _path(start: fx.Node, src: fx.Node, where: str) -> list[fx.Node]:
     return path
 
 
+def _swap(old: fx.Node, new: fx.Node) -> Callable[[fx.Node], fx.Node]:
+    """An argument transform for ``Graph.node_copy``: ``old`` read as ``new``."""
+    return lambda n: new if n is old else n
+
+
 def _through(
     graph: fx.Graph, fq: fx.Node, src: fx.Node, path: list[fx.Node], copies: dict[fx.Node, fx.Node]
 ) -> fx.Node:
@@ -143,10 +149,25 @@ def _through(
         new = copies.get(orig)
         if new is None:
             with graph.inserting_after(orig):
-                new = graph.node_copy(orig, lambda n, a=prev_orig, b=prev_new: b if n is a else n)
+                new = graph.node_copy(orig, _swap(prev_orig, prev_new))
             copies[orig] = new
         prev_orig, prev_new = orig, new
     return prev_new
+
+
+def _edge_positions(g: _Graph, cap: Any) -> dict[str, list[tuple[fx.Node, fx.Node, int]]]:
+    """Op input address -> (consumer, input node, flat argument position); the k-th input of an op
+    that enters a consumer from one node takes that node's k-th position in the consumer."""
+    edge_at: dict[str, list[tuple[fx.Node, fx.Node, int]]] = {}
+    seen: dict[tuple[fx.Node, fx.Node], int] = {}
+    for addr, edges in cap.input_edges.items():
+        for consumer, inp in edges:
+            c, n = g.node(consumer), g.node(inp)
+            k = seen.get((c, n), 0)
+            seen[(c, n)] = k + 1
+            pos = _positions(c, n)
+            edge_at.setdefault(addr, []).append((c, n, pos[min(k, len(pos) - 1)]))
+    return edge_at
 
 
 def insert_fake_quants(
@@ -160,17 +181,7 @@ def insert_fake_quants(
     g = _Graph(gm, cap)
     graph = g.graph
     last_placeholder = g.placeholders[-1] if g.placeholders else None
-    # op input address -> (consumer, input node, flat argument position); the k-th input of an op
-    # that enters a consumer from one node takes that node's k-th position in the consumer
-    edge_at: dict[str, list[tuple[fx.Node, fx.Node, int]]] = {}
-    seen: dict[tuple[fx.Node, fx.Node], int] = {}
-    for addr, edges in cap.input_edges.items():
-        for consumer, inp in edges:
-            c, n = g.node(consumer), g.node(inp)
-            k = seen.get((c, n), 0)
-            seen[(c, n)] = k + 1
-            pos = _positions(c, n)
-            edge_at.setdefault(addr, []).append((c, n, pos[min(k, len(pos) - 1)]))
+    edge_at = _edge_positions(g, cap)
     for p in placements:
         gm.add_submodule(p.name, modules[p.name])
     copied: set[fx.Node] = set()
@@ -196,17 +207,17 @@ def insert_fake_quants(
                     raise PlanMismatchError(f"`{r.op}` does not read `{p.entry.source}` in the exported graph")
             elif r.kind == "output":
                 leaves = _leaves(g.output)
-                pos = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
-                old = leaves[pos]
+                at = [i for i, a in enumerate(leaves) if isinstance(a, fx.Node)][r.index]
+                old = leaves[at]
                 new = fq if old in alias else _through(graph, fq, src, _path(old, src, address), copies)
-                _replace_at(g.output, pos, new)
+                _replace_at(g.output, at, new)
             else:
                 edges = edge_at.get(address)
                 if not edges:
                     raise PlanMismatchError(f"`{address}` has no edge in the exported graph")
-                for consumer, inp, pos in edges:
+                for consumer, inp, at in edges:
                     new = fq if inp in alias else _through(graph, fq, src, _path(inp, src, address), copies)
-                    _replace_at(consumer, pos, new)
+                    _replace_at(consumer, at, new)
         copied.update(copies)
     # originals of copied pass-through nodes left without users are erased, last first
     order = {n: k for k, n in enumerate(graph.nodes)}

@@ -17,7 +17,6 @@ __all__ = [
     "FLOAT_FORMATS",
     "FloatFormat",
     "int_range",
-    "is_float_format",
     "round_to_e2m1",
     "e2m1_to_codes",
     "codes_to_e2m1",
@@ -53,10 +52,6 @@ FLOAT_FORMATS = {
 
 # The non-negative e2m1 values, indexed by their 3-bit code (sign is bit 3).
 E2M1_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-
-
-def is_float_format(dtype: str) -> bool:
-    return dtype in FLOAT_FORMATS
 
 
 def int_range(dtype: str, qscheme: str) -> tuple[int, int]:

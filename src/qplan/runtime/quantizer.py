@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from qplan.compiler.capture import capture
 from qplan.compiler.plan import Plan, decode_plan, load_plan
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import attach
+from qplan.runtime.fake_quant import FakeQuantize, make_fake_quantize
 from qplan.runtime.fold import fold_batch_norms
 from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants, sink_fake_quants
 from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
@@ -36,6 +37,12 @@ __all__ = ["Quantizer", "ScheduleError", "load_plan"]
 
 class ScheduleError(QplanError):
     """A manual observer/fake-quant switch was used while the plan carries QAT schedules."""
+
+
+def _capture_mode(mode: object) -> Literal["graph", "eager"]:
+    if mode not in ("graph", "eager"):
+        raise QplanError(f"execution mode `{mode}` is not `graph` or `eager`")
+    return "graph" if mode == "graph" else "eager"
 
 
 def _as_tuple(example_inputs: Any) -> tuple:
@@ -112,10 +119,10 @@ class Quantizer:
         self.prepared: nn.Module | None = None
         self.example_inputs: tuple = ()
         self.placements: list[EntryPlacement] = []
-        self.fake_quants: dict[str, nn.Module] = {}  # submodule name -> module (one per plan entry)
-        self._unique: list[nn.Module] = []  # distinct modules (qparams groups share one)
-        self._schedules: list[tuple[nn.Module, QATSchedule]] = []
-        self._unscheduled: list[nn.Module] = []
+        self.fake_quants: dict[str, FakeQuantize] = {}  # submodule name -> module (one per plan entry)
+        self._unique: list[FakeQuantize] = []  # distinct modules (qparams groups share one)
+        self._schedules: list[tuple[FakeQuantize, QATSchedule]] = []
+        self._unscheduled: list[FakeQuantize] = []
         self.step_count = 0
         self.folded: list[str] = []  # batch-norm ops folded into weights (graph mode)
         self.dynamic_batch = False  # graph mode: the prepared model accepts any batch size
@@ -137,17 +144,16 @@ class Quantizer:
             from qplan.compiler import compile_inventory
 
             cfg = getattr(self.config, "config", self.config)  # a LoadedConfig holds the QuantizerConfig
-            mode = str(self.mode if self.mode is not None else cfg.execution_mode)
+            mode = _capture_mode(self.mode if self.mode is not None else cfg.execution_mode)
             cap = capture(work, args, mode)
             self.plan = compile_inventory(cap.inventory, self.config)
         else:
-            cap = capture(work, args, self.plan.mode)
+            cap = capture(work, args, _capture_mode(self.plan.mode))
         plan = self.plan
-        mode = plan.mode
         check_fingerprint(plan, cap.inventory)
         self.placements = place_entries(plan, cap.inventory)
         self._build_modules(plan)
-        if mode == "graph":
+        if plan.mode == "graph":
             prepared = self._prepare_graph(work, args, cap, plan)
         else:
             prepared = attach(work, self.placements, self.fake_quants, cap.inventory)
@@ -200,9 +206,7 @@ class Quantizer:
         return gm
 
     def _build_modules(self, plan: Plan) -> None:
-        from qplan.runtime.fake_quant import make_fake_quantize
-
-        by_group: dict[str, nn.Module] = {}
+        by_group: dict[str, FakeQuantize] = {}
         for p in self.placements:
             e = p.entry
             mod = by_group.get(e.group) if e.group is not None else None
@@ -235,7 +239,7 @@ class Quantizer:
 
     # ------------------------------------------------------------------------------------- modes
     @staticmethod
-    def _set(mods: Sequence[nn.Module], observer: bool, fake_quant: bool) -> None:
+    def _set(mods: Sequence[FakeQuantize], observer: bool, fake_quant: bool) -> None:
         for m in mods:
             m.enable_observer(observer)
             m.enable_fake_quant(fake_quant)
@@ -304,7 +308,7 @@ class Quantizer:
     # ---------------------------------------------------------------------------------- finalize
     def finalize(self) -> torch.export.ExportedProgram:
         """An exported program with weights stored quantized and (de)quantize ops (see `finalize`)."""
-        from qplan.runtime.finalize import finalize
+        from qplan.runtime.finalize import finalize  # loads torch's quantized_decomposed ops: only when used
 
         self._require_prepared()
         return finalize(self)
