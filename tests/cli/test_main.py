@@ -129,3 +129,14 @@ def test_python_dash_m_runs_a_subcommand_with_its_exit_code(files: dict[str, str
         [sys.executable, "-m", "qplan.cli", "validate", files["bad.yaml"]], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 1 and run.stdout.startswith(f"{files['bad.yaml']}:2:19: error[invalid-value]")
+
+
+def test_errors_of_commands_with_their_own_format_print_as_default_diagnostics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compile-plan --format json` is the plan's format, not the diagnostics': an unreadable config
+    still prints one concise diagnostic line (not a JSON list) and exits 2."""
+    missing = str(tmp_path / "missing.yaml")
+    assert main(["compile-plan", missing, "--model", "qplan.models:mlp", "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{missing}:1:1: error[unreadable-file]") and not err.lstrip().startswith("[")
