@@ -1,7 +1,7 @@
 """Diagnostics: the one record every stage reports problems with, and the errors that carry them.
 
 A :class:`Diagnostic` is data (code, level, message, config path, source span, help);
-rendering lives in :mod:`qplan.render`. Library code never prints.
+rendering lives in :mod:`qplan.cli.render.diagnostics`. Library code never prints.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Console rendering for ``qplan demo``: a rich :class:`~qplan.demo.Reporter` and the result table.
+"""Console rendering for ``qplan demo``: a rich :class:`~qplan.demo.Reporter`, the result table, the outcome.
 
 On a terminal, long steps get rich progress bars; when the output is piped, each step is one
 plain line when it ends, so logs stay readable.
@@ -7,7 +7,6 @@ plain line when it ends, so logs stay readable.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,16 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from qplan.demo import DemoResult
+from qplan.demo.progress import ignore_progress
+from qplan.demo.results import DemoResult
 
-__all__ = ["ConsoleReporter", "results_table", "size", "run", "add_demo"]
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = ["ConsoleReporter", "results_table", "print_outcome", "size"]
 
 
-def size(n: int) -> str:
+def size(n: float) -> str:
     """Bytes as a short human string (``12.3 KB``; 1 KB = 1000 B)."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -55,7 +51,7 @@ class ConsoleReporter:
     def track(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
         start = time.perf_counter()
         if not self.console.is_terminal:
-            yield lambda n=1: None
+            yield ignore_progress
             self.console.print(f"{description}: {total} steps in {time.perf_counter() - start:.1f} s")
             return
         columns = (
@@ -66,7 +62,11 @@ class ConsoleReporter:
         )
         with Progress(*columns, console=self.console, transient=False) as progress:
             task = progress.add_task(description, total=total)
-            yield lambda n=1: progress.advance(task, n)
+
+            def advance(n: int = 1) -> None:
+                progress.advance(task, n)
+
+            yield advance
 
     def plan(self, title: str, plan: Any) -> None:
         if self.plan_renderer is not None:
@@ -83,13 +83,8 @@ def results_table(result: DemoResult) -> Table:
     base = result.float_accuracy
     table = Table(title=f"qplan demo ({result.mode} mode, seed {result.seed})")
     table.add_column("stage")
-    table.add_column("accuracy", justify="right")
-    table.add_column("vs float", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("exported", justify="right")
-    table.add_column("file", justify="right")
-    table.add_column("weights", justify="right")
-    table.add_column("time", justify="right")
+    for column in ("accuracy", "vs float", "target", "exported", "file", "weights", "time"):
+        table.add_column(column, justify="right")
     for s in result.stages:
         if s.max_drop is None:
             delta, target = "", ""
@@ -114,73 +109,15 @@ def results_table(result: DemoResult) -> Table:
     return table
 
 
-def run(options: Any, console: Console, plan_renderer: Callable[[Any], Any] | None = None) -> int:
-    """Run the demo on ``console``; returns the exit code.
-
-    0: every stage ran and met its accuracy target; 1: a target was missed; 2: bad options or an
-    unusable output folder. Errors of qplan's own stages (``QplanError``) propagate to the caller.
-    """
-    from qplan.demo import DemoError, run_demo
-
-    start = time.perf_counter()
-    try:
-        result = run_demo(options, ConsoleReporter(console, plan_renderer))
-    except DemoError as exc:
-        print(f"qplan: error: {exc}", file=sys.stderr)
-        return 2
+def print_outcome(console: Console, result: DemoResult, seconds: float) -> None:
+    """The result table, where the outputs are, and one line per missed accuracy target."""
     console.print(results_table(result))
     console.print(
-        f"done in {time.perf_counter() - start:.1f} s; programs (load with `qplan.runtime.load_program`) and plans"
+        f"done in {seconds:.1f} s; programs (load with `qplan.runtime.load_program`) and plans"
         f" (`qplan explain {result.out}/qat.plan.json fc.weight`) are in {result.out}/",
         highlight=False,
         markup=False,
         soft_wrap=True,
     )
-    missed = result.missed_targets()
-    for message in missed:
+    for message in result.missed_targets():
         console.print(f"target missed: {message}", highlight=False, markup=False, style="red", soft_wrap=True)
-    return 1 if missed else 0
-
-
-def _cmd_demo(args: Any) -> int:
-    from pathlib import Path
-
-    from qplan.commands_compile import render_plan_summary
-    from qplan.demo import DemoOptions
-
-    tty = sys.stdout.isatty()
-    console = Console(force_terminal=tty, no_color=not tty, width=None if tty else 120, highlight=False)
-    options = DemoOptions(
-        mode=args.mode, out=Path(args.out), epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed
-    )
-    return run(options, console, lambda plan: render_plan_summary(plan, console.file))
-
-
-def add_demo(sub: Any) -> Any:
-    """Register ``qplan demo`` on an argparse subparsers object."""
-    from qplan.demo import DEFAULT_OUT, DemoOptions
-
-    d = DemoOptions()
-    p = sub.add_parser(
-        "demo",
-        help="train a CNN on the bundled digits data, then W8A8 PTQ, W4A8 QAT and export, and report",
-        description="Train a small CNN on the bundled digits data set, compile a W8A8 plan and calibrate it"
-        " (PTQ), run W4A8 QAT with its schedule, save the exported programs, and print float vs PTQ vs QAT"
-        " accuracy, size and time. Exit 1 when PTQ loses more than 1 point or QAT more than 2.",
-    )
-    p.add_argument("--mode", choices=("graph", "eager"), default=d.mode, help="execution mode (default: graph)")
-    p.add_argument(
-        "--out",
-        default=str(DEFAULT_OUT),
-        metavar="DIR",
-        help=f"output folder; only the demo's own files there are replaced (default: {DEFAULT_OUT})",
-    )
-    p.add_argument(
-        "--epochs", type=int, default=d.epochs, metavar="N", help=f"float training epochs (default: {d.epochs})"
-    )
-    p.add_argument(
-        "--qat-epochs", type=int, default=d.qat_epochs, metavar="N", help=f"QAT epochs (default: {d.qat_epochs})"
-    )
-    p.add_argument("--seed", type=int, default=d.seed, metavar="S", help=f"random seed (default: {d.seed})")
-    p.set_defaults(run=_cmd_demo)
-    return p

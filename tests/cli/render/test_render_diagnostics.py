@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from qplan.cli.render.diagnostics import FORMATS, render, summary
 from qplan.diagnostics import Diagnostic, Span
-from qplan.render import FORMATS, render, summary
 
 SOURCE = "quantization_config:\n  global_config:\n    op_state_spec:\n      weight: {granularity: {type: per_chanel}}\n"
 DIAGNOSTICS = [

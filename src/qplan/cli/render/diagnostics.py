@@ -1,4 +1,4 @@
-"""Render diagnostics for people and tools: ``concise``, ``full``, ``json`` and ``github``.
+"""Render diagnostics for people and tools: ``concise``, ``full``, ``json`` and ``github``; and their ``summary``.
 
 All renderers take the same sorted list (``diagnostics.sort_key``) and return text; printing is
 the caller's job. ``full`` shows the offending line with carets and the ``help:`` when the file

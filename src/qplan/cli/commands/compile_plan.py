@@ -1,0 +1,82 @@
+"""``qplan compile-plan``: compile a config against a model into a plan, write it, summarise it.
+
+Exit 0 when the plan has no errors, 1 when it has, 2 for bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from qplan.cli.exits import EXIT_FAIL, EXIT_OK, UsageError, emit_diagnostics, errors_in_default_format
+from qplan.cli.inputs import load_factory
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("compile-plan", help="compile a config against a model into a plan")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON config file")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODULE:FACTORY",
+        help="factory returning (model, example_inputs), e.g. qplan.models:mlp",
+    )
+    p.add_argument(
+        "--mode", choices=("graph", "eager"), default=None, help="capture mode (default: the config's execution_mode)"
+    )
+    p.add_argument("-o", "--output", metavar="PLAN", help="write the JSON plan to PLAN")
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default=None,
+        help="stdout format (default: table on a terminal or with -o, json otherwise)",
+    )
+    p.add_argument("--strict", action="store_true", help="turn warnings into errors")
+    p.set_defaults(run=run)
+
+
+@errors_in_default_format
+def run(args: argparse.Namespace) -> int:
+    from qplan.cli.render.diagnostics import summary
+    from qplan.cli.render.plan import render_plan_summary
+    from qplan.compiler import compile_plan
+    from qplan.compiler.plan import encode_plan
+    from qplan.schema.loader import load_config
+
+    if args.output and os.path.exists(args.output) and os.path.samefile(args.output, args.config):
+        raise UsageError(f"refusing to overwrite the config `{args.config}` with the plan")
+    loaded = load_config(Path(args.config))  # always a path, never YAML text (a directory is unreadable)
+    model, example_inputs = load_factory(args.model)
+    plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict)
+    data = encode_plan(plan)
+    if args.output:
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as e:
+            raise UsageError(f"cannot write `{args.output}`: {e.strerror or e}") from None
+    fmt = args.format or ("table" if args.output or sys.stdout.isatty() else "json")
+    if fmt == "json" and not args.output:
+        sys.stdout.write(data.decode())
+    elif fmt == "table":
+        render_plan_summary(plan, sys.stdout)
+        if plan.diagnostics:  # shown under the config path as given, so `full` can quote its lines
+            emit_diagnostics([_located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
+        print(
+            f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
+            + (f"; plan written to {args.output}" if args.output else "")
+        )
+    return EXIT_FAIL if any(d.level == "error" for d in plan.diagnostics) else EXIT_OK
+
+
+def _located(d: Any, name: str, path: str) -> Any:
+    """`d` with a span in the config named `name` (as the plan names it) moved to `path`."""
+    if d.span is None or d.span.file != name or name == path:
+        return d
+    return msgspec.structs.replace(d, span=msgspec.structs.replace(d.span, file=path))
