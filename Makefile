@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.qplan-installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint bench venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Every benchmark script, full runs (long: tens of minutes); each rewrites its whole file in
+# benchmarks/results/ and keeps the analysis below the file's marker line.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_capture.py -o benchmarks/results/capture.md
+	$(BIN)/python benchmarks/bench_compile.py -o benchmarks/results/compile.md
+	$(BIN)/python benchmarks/bench_demo.py -o benchmarks/results/demo.md
+	$(BIN)/python benchmarks/bench_qat.py -o benchmarks/results/qat.md
+	$(BIN)/python benchmarks/bench_validate.py -o benchmarks/results/validate.md
+	$(BIN)/python benchmarks/fake_quant_micro.py -o benchmarks/results/fake_quant_micro.md
 
 test: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q

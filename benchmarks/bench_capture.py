@@ -8,29 +8,17 @@ For each model (the bundled ``mlp``/``cnn``/``transformer``, ``mlp(n_layers=N, w
 - a plain ``model(*args)`` under ``torch.no_grad()``, ``capture(model, args, "eager")``, and one
   forward inside ``EagerOpNamer.session`` (the runtime's eager naming cost, per listed op).
 
-Usage: python benchmarks/bench_capture.py [--repeat 5] [--mlp-layers 256] [-o benchmarks/results/capture.md]
+Usage: python benchmarks/bench_capture.py [--quick] [--repeat 5] [--mlp-layers 256] [-o benchmarks/results/capture.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 
-
-def _machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
+from _benchenv import Run, write_report
 
 
 def _median(fn, repeat: int) -> float:
@@ -42,13 +30,15 @@ def _median(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def _models(mlp_layers: int):
+def _models(mlp_layers: int, llama: bool = True):
     from qplan import models
 
     yield "mlp()", models.mlp()
     yield "cnn()", models.cnn()
     yield "transformer()", models.transformer()
     yield f"mlp({mlp_layers}, 16)", models.mlp(n_layers=mlp_layers, width=16)
+    if not llama:
+        return
     try:
         import torch
         import transformers as hf
@@ -62,12 +52,19 @@ def _models(mlp_layers: int):
     yield "Llama (2 layers)", (hf.LlamaForCausalLM(cfg).eval(), (torch.randint(0, 128, (1, 8)),))
 
 
+TITLE = "Capture cost (graph: on top of torch.export; eager: on top of a plain forward)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--mlp-layers", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, mlp(8, 16), no Llama")
     parser.add_argument("-o", "--output", default=None)
     ns = parser.parse_args(argv)
+    run = Run(__file__, argv, threads=1)
+    if ns.quick:
+        ns.repeat, ns.mlp_layers = 1, 8
     warnings.filterwarnings("ignore")
 
     import torch
@@ -76,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     rows = []
-    for label, (model, args) in _models(ns.mlp_layers):
+    for label, (model, args) in _models(ns.mlp_layers, llama=not ns.quick):
         torch.export.export(model, args, strict=False)  # warm-up
         export = _median(lambda: torch.export.export(model, args, strict=False), ns.repeat)
         graph = _median(lambda: capture(model, args, "graph"), ns.repeat)
@@ -96,25 +93,19 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {n} | {export:.3f} | {graph:.3f} | {(graph - export) * 1e3:+.1f} | "
             f"{plain * 1e3:.2f} | {eager * 1e3:.1f} | {session * 1e3:.2f} | {(session - plain) / n * 1e6:.0f} |"
         )
-    lines = [
-        "# Capture cost (graph: on top of torch.export; eager: on top of a plain forward)",
-        "",
-        f"Command: `python benchmarks/bench_capture.py --repeat {ns.repeat} --mlp-layers {ns.mlp_layers}`",
-        "",
-        f"- machine: {_machine()}, 1 torch thread (2 CPUs shared with other jobs; load varies)",
-        f"- Python {platform.python_version()}, torch {torch.__version__}",
-        "- medians; `naming/op` = (session forward - plain forward) / listed ops",
-        "",
-        "| model | ops | torch.export (s) | graph capture (s) | graph walk (ms) | forward (ms) "
-        "| eager capture (ms) | named forward (ms) | naming/op (µs) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+    body = "\n".join(
+        [
+            "| model | ops | torch.export (s) | graph capture (s) | graph walk (ms) | forward (ms) "
+            "| eager capture (ms) | named forward (ms) | naming/op (µs) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    notes = [
+        f"medians of {ns.repeat} repeats (forwards: {ns.repeat * 4}), wall time (`time.perf_counter`);"
+        " `graph walk` = graph capture - torch.export; `naming/op` = (named forward - forward) / listed ops",
     ]
-    text = "\n".join(lines) + "\n"
-    if ns.output:
-        with open(ns.output, "w") as f:
-            f.write(text)
-    sys.stdout.write(text)
+    write_report(TITLE, run, body, ns.output, notes, extra_versions=("transformers",))
     return 0
 
 

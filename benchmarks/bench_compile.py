@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from _benchenv import Sample, environment, fmt_s, load_average, measure, quiet, timed, write_report
+from _benchenv import Run, Sample, fmt_s, load_average, measure, quiet, timed, write_report
 
 TARGET_RATIO = 0.10  # compiler / capture
 TARGET_GRAPH = 4.0  # coreai warm graph prepare / qplan graph compile-plan (N = 1024)
@@ -172,27 +172,28 @@ def _ratio(a: Sample, b: Sample) -> tuple[float, float]:
     return a.w / b.w, a.c / b.c
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace, tools: Tools, command: str, load_end: str) -> str:
+TITLE = "compile-plan vs coreai-opt `prepare` and torchao `prepare_pt2e`"
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace, tools: Tools) -> tuple[list[str], str]:
+    """(run notes, results body) of the run."""
     big = [r for r in rows if r["layers"] is not None]
     nmax = max(big, key=lambda r: r["layers"]) if big else None
-    out = [
-        "# compile-plan vs coreai-opt `prepare` and torchao `prepare_pt2e`",
-        "",
-        f"Command: `{command}`",
-        "",
-        *environment(1),
-        f"- load average at the end: {load_end}",
-        f"- rounds: {args.warmup} warm-up + {args.repeat} timed (qplan, torchao), {args.coreai_repeat} timed for"
+    notes = [
+        "every time is the median of repeats, given as wall / CPU (`time.perf_counter` / `time.process_time`"
+        " of this process)",
+        f"rounds: {args.warmup} warm-up + {args.repeat} timed (qplan, torchao), {args.coreai_repeat} timed for"
         f" coreai-opt (after one warm-up prepare per mode at the start of the process); the compiler alone is the"
         f" median of {args.compile_repeat} calls per round",
-        "- models: `qplan.models.mlp(N, 64)` (N Linear layers, width 64, ReLU between, input (8, 16)) and"
+        "models: `qplan.models.mlp(N, 64)` (N Linear layers, width 64, ReLU between, input (8, 16)) and"
         " `qplan.models.transformer()` (1 block, width 32, tied embedding; ids (2, 8)); W8A8 default config for"
         " every tool; a fresh deep copy of the model per call (copy not timed)",
-        "- torchao: `torch.export.export(m, x, strict=False).module()` then `prepare_pt2e` with"
+        "torchao: `torch.export.export(m, x, strict=False).module()` then `prepare_pt2e` with"
         " `XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))` from"
         " `torchao.testing.pt2e._xnnpack_quantizer`; constructing it warns: "
         + ("; ".join(f"`{w}`" for w in tools.xnnpack_warnings) or "nothing"),
-        "",
+    ]
+    out = [
         "All times: wall / CPU. s = seconds.",
         "",
         "## qplan: capture vs the compiler's own work",
@@ -255,7 +256,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, tools: Tools, c
             f" {e_c:.1f}x | {e_w:.1f}x | {'yes' if e_c >= TARGET_EAGER else 'NO'} |"
         )
     out.append("")
-    return "\n".join(out)
+    return notes, "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeat, args.coreai_repeat, args.compile_repeat = [16, 64], 1, 1, 3
-    command = "python benchmarks/bench_compile.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    run = Run(__file__, argv, threads=1)
 
     import torch
 
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.compile_repeat,
             )
         )
-    text = report(rows, args, tools, command, load_average())
-    write_report(text, args.output)
+    notes, body = report(rows, args, tools)
+    write_report(TITLE, run, body, args.output, notes)
     return 0
 
 

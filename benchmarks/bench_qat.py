@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from _benchenv import Sample, environment, load_average, quiet, write_report
+from _benchenv import Run, Sample, load_average, quiet, write_report
 
 TOOLS = ("float", "qplan-graph", "qplan-eager", "coreai-graph", "coreai-eager", "torchao")
 # experiment, not run by default: qplan graph with each weight fake-quant moved next to its reader
@@ -156,29 +156,30 @@ def bench_model(
     return {"name": name, "samples": samples, "fqs": fqs}
 
 
-def report(rows: list[dict[str, Any]], tools: tuple[str, ...], args: argparse.Namespace, command: str) -> str:
+TITLE = "QAT step time relative to the float model: qplan vs coreai-opt and torchao"
+
+
+def report(rows: list[dict[str, Any]], tools: tuple[str, ...], args: argparse.Namespace) -> tuple[list[str], str]:
+    """(run notes, results body) of the run."""
     peers = [t for t in tools if t not in ("float",) and not t.startswith("qplan")]
     mine = [t for t in tools if t.startswith("qplan")]
-    out = [
-        "# QAT step time relative to the float model: qplan vs coreai-opt and torchao",
-        "",
-        f"Command: `{command}`",
-        "",
-        *environment(1),
-        f"- load average at the end: {load_average()}",
-        "- step: `out = m(x); loss = out.square().mean(); loss.backward(); opt.step(); opt.zero_grad()`,"
+    notes = [
+        "every time is the median of repeats, given as wall / CPU (`time.perf_counter` / `time.process_time`"
+        " of this process)",
+        "step: `out = m(x); loss = out.square().mean(); loss.backward(); opt.step(); opt.zero_grad()`,"
         " `torch.optim.SGD(lr=1e-4)`, batch 32, train mode; the same for every tool",
-        f"- per model: {args.warmup} warm-up steps per tool, then {args.rounds} rounds of {args.steps} steps per tool,"
+        f"per model: {args.warmup} warm-up steps per tool, then {args.rounds} rounds of {args.steps} steps per tool,"
         f" tools alternating within each round; median over the {args.rounds * args.steps} timed steps",
-        "- models: `qplan.models.MLP(N, W, in_features=W)` (N Linear layers of width W, ReLU between, input (32, W)),"
+        "models: `qplan.models.MLP(N, W, in_features=W)` (N Linear layers of width W, ReLU between, input (32, W)),"
         " `qplan.models.DigitsCNN()` (2 x conv-BN-ReLU, max-pool, linear; input (32, 1, 8, 8))",
-        "- configs: W8A8. qplan / coreai-opt: `QuantizerConfig()` (int8 per-channel symmetric weights, int8"
+        "configs: W8A8. qplan / coreai-opt: `QuantizerConfig()` (int8 per-channel symmetric weights, int8"
         " per-tensor symmetric activations), graph or eager via `set_execution_mode`; qplan `q.training_mode()`,"
         " coreai-opt inside `with q.training_mode():` (observers + fake-quant on). torchao: `torch.export.export(...)"
         ".module()` + `prepare_qat_pt2e` with `XNNPACKQuantizer().set_global(get_symmetric_quantization_config("
         "is_per_channel=True, is_qat=True))` (`torchao.testing.pt2e._xnnpack_quantizer`, warns `XNNPACKQuantizer is"
         " deprecated!`; int8 per-channel weights, int8 per-tensor affine activations) + `move_exported_model_to_train`",
-        "",
+    ]
+    out = [
         "## ms per step (wall / CPU)",
         "",
         "| model | " + " | ".join(tools) + " |",
@@ -206,7 +207,7 @@ def report(rows: list[dict[str, Any]], tools: tuple[str, ...], args: argparse.Na
         t2 = ", ".join(f"{t} {'yes' if ratio[t] < best_peer else 'NO'}" for t in mine) if peers else "n/a (no peer run)"
         out.append(f"| {r['name']} | " + " | ".join(cells) + f" | {t1} | {t2} |")
     out.append("")
-    return "\n".join(out)
+    return notes, "\n".join(out)
 
 
 def profile(name: str, zoo: list[tuple[str, Callable[[], tuple]]], tools: tuple[str, ...], steps: int) -> str:
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup = 2, 3, 2
-    command = "python benchmarks/bench_qat.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    run = Run(__file__, argv, threads=1)
     tools = tuple(t for t in TOOLS + EXPERIMENTS if t in args.tools)
     if "float" not in tools and args.profile is None:
         tools = ("float", *tools)
@@ -265,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} (load {load_average()})", file=sys.stderr, flush=True)
         rows.append(bench_model(name, factory, tools, args.rounds, args.steps, args.warmup))
         gc.collect()
-    text = report(rows, tools, args, command)
-    write_report(text, args.output)
+    notes, body = report(rows, tools, args)
+    write_report(TITLE, run, body, args.output, notes)
     return 0
 
 

@@ -12,23 +12,21 @@ which the loaders alternate:
 - for reference, qplan's YAML stage alone (`yamldoc.parse_document`) and `load_config` with
   ruamel.yaml.clib hidden (the pure-Python composer every document falls back to without it).
 
-Usage: python benchmarks/bench_validate.py [--repeat N] [--entries N] [-o benchmarks/results/validate.md]
+Usage: python benchmarks/bench_validate.py [--quick] [--repeat N] [--entries N] [-o benchmarks/results/validate.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from _benchenv import Run, write_report
 
 PROJECTIONS = (
     ("self_attn", "q_proj"),
@@ -134,21 +132,19 @@ def _without_clib(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor() or "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+TITLE = "Config validation: text to objects"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=41)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 rounds")
     parser.add_argument("-o", "--output", type=Path, help="also write the markdown report here")
     args = parser.parse_args(argv)
+    run = Run(__file__, argv)
+    if args.quick:
+        args.repeat = 3
 
     from qplan.schema.loader import load_config
     from qplan.schema.yamldoc import parse_document
@@ -157,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         from coreai_opt.quantization import QuantizerConfig as CoreaiQuantizerConfig
 
-    load_before = os.getloadavg()[0]
     text = make_config(args.entries)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config_200.yaml"
@@ -184,18 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     (w_qplan, c_qplan), (w_coreai, c_coreai) = medians["qplan"], medians["coreai"]
     (w_parse, c_parse), (w_pure, c_pure) = medians["qplan_parse"], medians["qplan_pure"]
     lines = text.count("\n")
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("qplan", "coreai-opt", "msgspec", "ruamel.yaml", "ruamel.yaml.clib", "pydantic", "PyYAML")
-    }
 
     def row(label: str, wall: float, cpu: float) -> str:
         return f"| {label} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |"
 
-    report = "\n".join(
+    body = "\n".join(
         [
-            "# Config validation: text to objects",
-            "",
             f"One config with {args.entries} `module_name_configs` entries ({lines} lines, {len(text.encode())} bytes), "
             f"loaded from a file; median of {args.repeat} rounds after one warm-up, all loaders in the same process, "
             "alternating every round (wall clock and process CPU time).",
@@ -211,18 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 c_parse,
             ),
             row("qplan `load_config(path)` without ruamel.yaml.clib (pure-Python composer)", w_pure, c_pure),
-            "",
-            f"- command: `.venv/bin/python benchmarks/bench_validate.py{' ' + ' '.join(argv) if argv else ''}`",
-            f"- machine: {machine()}; load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f} "
-            "(the machine is shared, so absolute times vary; the ratio is steadier)",
-            f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-            "",
         ]
     )
-    print(report)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report, encoding="utf-8")
+    extra = ("msgspec", "ruamel.yaml", "ruamel.yaml.clib", "pydantic", "PyYAML")
+    write_report(TITLE, run, body, args.output, extra_versions=extra)
     return 0
 
 

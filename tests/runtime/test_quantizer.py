@@ -311,17 +311,47 @@ def test_unknown_op_in_eager_is_reported_once() -> None:
     assert out.shape == (2, 4)
 
 
-def test_eager_prepared_model_is_a_module_that_moves_and_saves() -> None:
-    model, args = models.mlp(n_layers=2)
-    q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode("eager"))
-    p = q.prepare(args)
-    sd = p.state_dict()
-    assert any(k.startswith(f"{FAKE_QUANTS}.") and k.endswith(".scale") for k in sd)
-    fq_params = {id(t) for m in getattr(p, FAKE_QUANTS).values() for t in m.buffers()}
-    assert fq_params  # buffers registered under the model
-    clone = copy.deepcopy(p)
+def test_eager_prepared_model_is_a_module_that_moves_and_saves(tmp_path) -> None:
+    def prepared() -> tuple[Quantizer, nn.Module, tuple]:
+        model, args = models.mlp(n_layers=2)
+        q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode("eager"))
+        return q, q.prepare(args), args
+
+    q, p, args = prepared()
+    q.calibration_mode()
     with torch.no_grad():
-        torch.testing.assert_close(clone(*args), p(*args))
+        p(torch.randn(32, *args[0].shape[1:], generator=torch.Generator().manual_seed(3)) * 5)
+    q.inference_mode()
+    with torch.no_grad():
+        expected = p(*args)
+    fq_buffers = dict(getattr(p, FAKE_QUANTS).named_buffers())
+    scales = [k for k in fq_buffers if k.endswith(".scale")]
+    assert len(scales) == 5  # 2 weights + input, relu output, last output
+    assert not all(torch.all(fq_buffers[k] == 1) for k in scales)  # calibrated: not the initial scale
+    model_buffers = dict(p.named_buffers())
+    assert all(model_buffers[f"{FAKE_QUANTS}.{k}"] is t for k, t in fq_buffers.items())  # registered under the model
+
+    # Moves: every floating buffer of every fake-quant follows the model to float64, the forward runs there.
+    p.to(torch.float64)
+    moved = dict(getattr(p, FAKE_QUANTS).named_buffers())
+    assert all(moved[k].dtype == torch.float64 for k, t in fq_buffers.items() if t.is_floating_point())
+    with torch.no_grad():
+        out64 = p(*(a.double() for a in args))
+    assert out64.dtype == torch.float64
+    p.to(torch.float32)
+    assert all(t.dtype == fq_buffers[k].dtype for k, t in getattr(p, FAKE_QUANTS).named_buffers())
+
+    # Saves: the state dict (weights and fake-quant state) goes through a file into a fresh prepared model.
+    torch.save(p.state_dict(), tmp_path / "prepared.pt")
+    q2, fresh, _ = prepared()
+    q2.inference_mode()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(*args), expected)  # uncalibrated: differs before loading
+    fresh.load_state_dict(torch.load(tmp_path / "prepared.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(*args), expected, rtol=0, atol=0)
+        clone = copy.deepcopy(p)
+        torch.testing.assert_close(clone(*args), expected, rtol=0, atol=0)
     assert clone.__dict__["_qplan_interceptor"] is not p.__dict__["_qplan_interceptor"]
 
 
