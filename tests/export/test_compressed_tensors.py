@@ -88,6 +88,7 @@ WEIGHT_SPECS = {
         dtype="uint8", qscheme="asymmetric", granularity=PerChannelGranularity()
     ),
     "uint4-group8-sym": QuantizationSpec(dtype="uint4", granularity=PerBlockGranularity(block_size=8)),
+    "fp8-per-channel": QuantizationSpec(dtype="float8_e4m3fn", granularity=PerChannelGranularity()),
     "int2-per-channel-clip": QuantizationSpec(
         dtype="int2", qscheme="symmetric_with_clipping", granularity=PerChannelGranularity()
     ),
@@ -241,3 +242,15 @@ def test_tiny_llama_loads_through_transformers(tmp_path):
         want_logits = q.prepared(ids)
         want_logits = getattr(want_logits, "logits", want_logits)
         torch.testing.assert_close(loaded(ids).logits, want_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_per_token_inputs(tmp_path):
+    model, args = mlp(width=32)
+    per_token = QuantizationSpec(
+        dtype="int8", granularity=PerBlockGranularity(block_size=(1, -1)), qparam_calculator_cls="dynamic"
+    )
+    q = _calibrated(model, args, _linear_only(WEIGHT_SPECS["int8-per-channel"], per_token))
+    result = export_compressed_tensors(q, tmp_path)
+    act = result.quantization_config["config_groups"]["group_0"]["input_activations"]
+    assert (act["strategy"], act["dynamic"]) == ("token", True)
+    _load_with_compressed_tensors(model, tmp_path)
