@@ -99,6 +99,8 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     """A small causal LM: token embedding tied with the output head, one or more blocks."""
 
+    mask: torch.Tensor
+
     def __init__(
         self, vocab: int = 64, dim: int = 32, heads: int = 4, hidden: int = 64, n_blocks: int = 1, ctx: int = 16
     ) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils import _pytree as pytree
 
-from qplan.compiler.capture import EagerOpNamer, OpCall, has_tracked_float, op_type_of
+from qplan.compiler.capture.eager import EagerOpNamer, OpCall, has_tracked_float, op_type_of
 from qplan.compiler.ops import OP_TABLE
 from qplan.runtime.eager_modules import FAKE_QUANTS, running
 
