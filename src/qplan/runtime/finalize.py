@@ -35,6 +35,7 @@ from torch import fx, nn
 
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
+from qplan.runtime.export_errors import exporting
 from qplan.runtime.fake_quant import FakeQuantize
 from qplan.runtime.fold import FOLD_META, materialize_folds
 from qplan.runtime.graph import batch_dynamic_shapes
@@ -50,6 +51,7 @@ class Prepared(Protocol):
     """What finalize reads of a prepared :class:`~qplan.runtime.quantizer.Quantizer`."""
 
     plan: Any
+    model: nn.Module
     prepared: nn.Module | None
     placements: list[EntryPlacement]
     example_inputs: tuple
@@ -125,6 +127,17 @@ class QuantizeDequantize(nn.Module):
         if self.kind == "fake_quant":
             self.fq = fq
 
+    def hold_qparams_in_state_dict(self) -> None:
+        """For ``finalize(format="module")``: the qparams baked in as constants also live in buffers
+        (``qparam_scale``, ``qparam_zero_point``), so the state_dict carries them and loading one
+        updates the constants `forward` uses. (Exported programs keep plain constants.)"""
+        if self.kind == "fake_quant":
+            return  # the frozen fake-quant's own buffers are in the state_dict already
+        self.register_buffer("qparam_scale", torch.tensor(self.scale, dtype=torch.float64))
+        if self.kind == "int":
+            self.register_buffer("qparam_zero_point", torch.tensor(self.zero_point, dtype=torch.int64))
+        self.register_load_state_dict_post_hook(_refresh_constants)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "int":
             q = _qd.quantize_per_tensor(x, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
@@ -135,6 +148,14 @@ class QuantizeDequantize(nn.Module):
             _, t = float_codes(x, self.scale, self.fmax)
             return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None)
         return self.fq(x)
+
+
+def _refresh_constants(module: nn.Module, incompatible_keys: Any) -> None:
+    """After a state_dict load: the constants `forward` uses follow the loaded qparam buffers."""
+    buffers = dict(module.named_buffers(recurse=False))
+    setattr(module, "scale", float(buffers["qparam_scale"]))  # noqa: B010 - a plain float attribute, not a buffer
+    if "qparam_zero_point" in buffers:
+        setattr(module, "zero_point", int(buffers["qparam_zero_point"]))  # noqa: B010
 
 
 def _as_fake_quant(mod: nn.Module) -> FakeQuantize:
@@ -285,8 +306,18 @@ def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
     gm.recompile()
 
 
-def finalize(quantizer: Prepared) -> torch.export.ExportedProgram:
-    """Export ``quantizer.prepared`` with quantized weights and (de)quantize ops (module docstring)."""
+FORMATS = ("program", "module")
+
+
+def finalize(quantizer: Prepared, *, format: str = "program") -> Any:
+    """The prepared model with quantized weights and (de)quantize ops (module docstring).
+
+    ``format="program"`` exports it to a ``torch.export.ExportedProgram``; ``format="module"``
+    returns the ``nn.Module`` itself (no export: for models export cannot trace), whose state_dict
+    holds the weights in their quantized dtypes.
+    """
+    if format not in FORMATS:
+        raise QplanError(f"unknown finalize format `{format}`; expected one of: {', '.join(FORMATS)}")
     if quantizer.plan is None or quantizer.prepared is None:
         raise QplanError("call `prepare(example_inputs)` first")
     if quantizer.plan.mode == "graph":
@@ -294,6 +325,16 @@ def finalize(quantizer: Prepared) -> torch.export.ExportedProgram:
     else:
         module = _finalize_eager(quantizer.prepared)
     module.eval()
+    if format == "module":
+        for m in module.modules():
+            if isinstance(m, QuantizeDequantize):
+                m.hold_qparams_in_state_dict()
+        return module
+    with exporting(f"the finalized `{type(quantizer.model).__name__}`"):
+        return _export(module, quantizer)
+
+
+def _export(module: nn.Module, quantizer: Prepared) -> torch.export.ExportedProgram:
     args = quantizer.example_inputs
     with torch.no_grad():
         if quantizer.plan.mode == "eager" or quantizer.dynamic_batch:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -306,9 +306,15 @@ class Quantizer:
         self._manual("disable_fake_quant", None, False)
 
     # ---------------------------------------------------------------------------------- finalize
-    def finalize(self) -> torch.export.ExportedProgram:
-        """An exported program with weights stored quantized and (de)quantize ops (see `finalize`)."""
+    @overload
+    def finalize(self, *, format: Literal["program"] = "program") -> torch.export.ExportedProgram: ...
+    @overload
+    def finalize(self, *, format: Literal["module"]) -> nn.Module: ...
+
+    def finalize(self, *, format: str = "program") -> torch.export.ExportedProgram | nn.Module:
+        """The model with weights stored quantized and (de)quantize ops: an exported program, or with
+        ``format="module"`` an ``nn.Module`` (for models `torch.export` cannot trace; see `finalize`)."""
         from qplan.runtime.finalize import finalize  # loads torch's quantized_decomposed ops: only when used
 
         self._require_prepared()
-        return finalize(self)
+        return finalize(self, format=format)

@@ -68,6 +68,7 @@ from torch import nn
 
 from qplan.compiler.capture.common import CaptureError, Mode
 from qplan.compiler.capture.eager import EagerOpNamer, InputSlot, OpCall, capture_eager, has_tracked_float, op_type_of
+from qplan.compiler.capture.output_types import libraries_of, register_output_types
 from qplan.compiler.capture.result import Capture
 
 __all__ = [
@@ -97,6 +98,7 @@ def capture(model: nn.Module, example_inputs: Any, mode: Mode = "graph") -> Capt
             f"example inputs must be a tuple of positional arguments, got `{type(example_inputs).__name__}`"
         )
     args = tuple(example_inputs)
+    register_output_types(libraries_of(model))
     if mode == "graph":
         from qplan.compiler.capture.graph import capture_graph  # keeps `.eager` free of the graph code
 
