@@ -17,7 +17,7 @@ CODES: dict[str, CodeInfo] = {
         level="warning",
         what="A module name regex, module type, op type or op name regex matched nothing in the model.",
         why="A selector that matches nothing is usually a typo or a stale name; its config never applies.",
-        fix="Correct the selector (op and module names are matched in full with `re.fullmatch`) or remove it.",
+        fix="Correct the selector (op and module names are matched in full, like `re.fullmatch`) or remove it.",
     ),
     "shadowed-rule": CodeInfo(
         level="warning",

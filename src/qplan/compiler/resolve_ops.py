@@ -2,9 +2,9 @@
 
 Inside the module config of the module that directly runs the op: ``op_name_config`` (regex
 ``fullmatch`` against the **full** op name, e.g. ``blocks\\.0\\.attn\\.matmul_1`` or
-``.*attn\\.matmul_1``; last declared wins) > ``op_type_config`` (keys normalised through the op
-table; last declared wins) > the module config's own ``op_*_spec``. The module's own specs reach
-only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
+``.*attn\\.matmul_1``, matched with RE2 in time linear in the name; last declared wins) >
+``op_type_config`` (keys normalised through the op table; last declared wins) > the module
+config's own ``op_*_spec``. The module's own specs reach only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
 quantized only when an op name/type entry names them; pass-through ops and ops outside the table
 never are. A null module config has no opinion here (``share_weights`` treats an explicit null
 rule as declining its weights); a null op config declines every
@@ -26,7 +26,6 @@ omits a tensor field its module config changed) and, for op-level selectors,
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from qplan.compiler.ops import input_name, is_int_input, op_class, state_slots, suggest, table_op_type
@@ -41,6 +40,7 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
+from qplan.schema.patterns import Pattern, compile_pattern
 from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
 
@@ -55,7 +55,7 @@ _FIELDS = ("op_input_spec", "op_output_spec", "op_state_spec")
 class _RuleTable:
     """The op-level selectors of one module config, compiled once."""
 
-    names: list[tuple[int, str, re.Pattern, OpQuantizerConfig | None]]
+    names: list[tuple[int, str, Pattern, OpQuantizerConfig | None]]
     types: dict[str, list[tuple[int, str, OpQuantizerConfig | None]]]
     type_keys: list[tuple[int, str, str | None]]  # (index, key, normalised type or None)
     matched: set[tuple[str, int]] = field(default_factory=set)
@@ -162,7 +162,7 @@ def _choice_for(state: State, module: str) -> ModuleChoice:
 def _compile(mrule: Rule) -> _RuleTable:
     cfg = mrule.config
     assert cfg is not None, "a null module config has no op-level selectors"
-    names = [(i, k, re.compile(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
+    names = [(i, k, compile_pattern(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
     types: dict[str, list] = {}
     type_keys = []
     for i, (k, v) in enumerate(cfg.op_type_config.items()):
