@@ -20,8 +20,9 @@ reaches custom states too. The rule looks at the value only, so a config gives t
 whether it comes from a file or from Python.
 
 Reports ``unknown-op-type`` (for every module config), ``reset-to-default`` (an op config that
-omits a tensor field its module config changed) and, for op-level selectors,
-``unmatched-selector`` and ``shadowed-rule``.
+omits a tensor field its module config changed), for op-level selectors ``unmatched-selector``
+and ``shadowed-rule``, and through :mod:`qplan.compiler.tensor_keys` ``unknown-tensor-key`` and
+``dead-rule``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
+from qplan.compiler.tensor_keys import KeyReach, report_tensor_keys
 from qplan.schema.patterns import Pattern, compile_pattern
 from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
@@ -70,6 +72,7 @@ def resolve_ops(state: State) -> State:
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
     reset_checked: set[tuple[Parts, str]] = set()
+    reach = KeyReach()
     for op in state.inventory.ops:
         cls = op_class(op.op_type)
         choice = _choice_for(state, op.module)
@@ -98,6 +101,9 @@ def resolve_ops(state: State) -> State:
             matches.append(("module", 0, mrule.parts, mrule.config))
         if not matches:
             continue
+        for _, _, mparts, mcfg in matches:
+            if mcfg is not None:
+                reach.add(mparts, mcfg, op)
         level, index, parts, ocfg = matches[0]
         if level != "module":
             table.won.add((level, index))
@@ -112,6 +118,7 @@ def resolve_ops(state: State) -> State:
     for parts, table in tables.items():
         _report(state, rules[parts], table)
     _report_unknown_op_types(state)
+    report_tensor_keys(state, reach)
     return state
 
 
