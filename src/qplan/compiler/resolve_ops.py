@@ -41,7 +41,7 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
-from qplan.compiler.tensor_keys import KeyReach, report_tensor_keys
+from qplan.compiler.tensor_keys import KeyReach, output_name, report_tensor_keys
 from qplan.schema.patterns import Pattern, compile_pattern
 from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
@@ -204,7 +204,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     for j, t in enumerate(op.outputs):
         if t.dtype not in FLOAT_DTYPES:
             continue
-        o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j),))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j), output_name(op.op_type, j)))
         if o is not None:
             state.out_opinion[op.output_address(j)] = o
     slots = state_slots(op.op_type)

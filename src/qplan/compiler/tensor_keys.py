@@ -2,16 +2,17 @@
 
 A tensor key of an op config (``op_input_spec`` / ``op_output_spec`` / ``op_state_spec`` of a
 module config, of an ``op_type_config`` or of an ``op_name_config`` entry) must name a tensor of
-some op the config *reaches* (matches, winning or not): an input index below the op's input count
-or a name of the op table's inputs, an output index below its output count (outputs have no
-names), or a state the op reads (the table's slots, or a custom state such as ``scale`` of
-``x * self.scale``). Anything else is ``unknown-tensor-key``, with a did-you-mean. Fields equal
-to the library default are not checked: the default ``{weight: ...}`` reaches ops without weights.
+some op the config *reaches* (matches, winning or not): an input or output index below the op's
+count, an input or output name of the op table (``input``, ``other``, ``output``), or a state the
+op reads (the table's slots, or a custom state such as ``scale`` of ``x * self.scale``). Anything
+else is ``unknown-tensor-key``, with a did-you-mean. Fields equal to the library default are not
+checked: the default ``{weight: ...}`` reaches ops without weights.
 
 ``dead-rule`` reports what wins somewhere yet decides no tensor: a module rule whose modules run
 no tensor its configs quantize or decline, an op config that wins ops but gives no tensor an
-opinion, and a valid tensor key that no tensor looks up, such as ``bias`` on bias-free linears or a ``"*"`` that explicit keys beat everywhere.
-Selectors that match nothing or never win are ``unmatched-selector`` / ``shadowed-rule`` instead.
+opinion, and a valid tensor key that no tensor looks up, such as ``bias`` on bias-free linears or
+a ``"*"`` that explicit keys beat everywhere. Selectors that match nothing or never win are
+``unmatched-selector`` / ``shadowed-rule`` instead.
 
 :func:`static_tensor_key_diagnostics` is the model-free part, for ``qplan validate``.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 
 from qplan.compiler.codes import diagnostic
 from qplan.compiler.inventory import Op
@@ -30,11 +32,22 @@ from qplan.schema.paths import config_path
 from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig, QuantizerConfig
 from qplan.suggest import did_you_mean
 
-__all__ = ["KeyReach", "report_tensor_keys", "static_tensor_key_diagnostics"]
+__all__ = ["KeyReach", "output_name", "report_tensor_keys", "static_tensor_key_diagnostics"]
 
 _FIELDS = ("op_input_spec", "op_output_spec", "op_state_spec")
 _DEFAULT_OP = OpQuantizerConfig()
 _QC = "quantization_config"
+
+
+@cache
+def output_name(op_type: str, j: int) -> str | None:
+    """The op table's name for output `j` of `op_type` (``output`` for most ops), or None."""
+    info = OP_TABLE.get(table_op_type(op_type) or "")
+    return info.outputs[j] if info is not None and j < len(info.outputs) else None
+
+
+def _table_names(op_types: Iterable[str], kind: str) -> set[str]:
+    return {n for t in op_types for n in getattr(OP_TABLE[t], kind)}
 
 
 @dataclass
@@ -45,6 +58,7 @@ class _Reached:
     inputs: int = 0  # the largest input count
     outputs: int = 0
     input_names: set[str] = field(default_factory=set)
+    output_names: set[str] = field(default_factory=set)
     states: set[str] = field(default_factory=set)
     op_types: set[str] = field(default_factory=set)
 
@@ -63,7 +77,9 @@ class KeyReach:
             r.op_types.add(op.op_type)
             r.states.update(state_slots(op.op_type))
             info = OP_TABLE.get(table_op_type(op.op_type) or "")
-            r.input_names.update(info.inputs if info is not None else ())
+            if info is not None:
+                r.input_names.update(info.inputs)
+                r.output_names.update(info.outputs[: len(op.outputs)])
         r.inputs = max(r.inputs, len(op.inputs))
         r.outputs = max(r.outputs, len(op.outputs))
         r.states.update(op.states)
@@ -161,12 +177,10 @@ def _unknown(fname: str, key: str, r: _Reached) -> tuple[str, str | None] | None
             f"at most {count} {what}{'s' if count != 1 else ''}",
             f"{what} indices run from 0 to {count - 1}" if count else None,
         )
-    if fname == "op_input_spec" and key in r.input_names:
+    names = r.input_names if fname == "op_input_spec" else r.output_names
+    if key in names:
         return None
-    names = sorted(r.input_names) if fname == "op_input_spec" else []
-    hint = did_you_mean(key, names) if names else None
-    if fname == "op_output_spec":
-        hint = f"output keys are indices (`0` to `{count - 1}`) or `*`" if count else "output keys are indices or `*`"
+    hint = did_you_mean(key, sorted(names)) or _listing(f"{what} names", sorted(names))
     return (f"{fname} key `{_clip(key)}` names no {what} of the ops this config reaches ({_types(r)})", hint)
 
 
@@ -189,30 +203,30 @@ def _clip(key: str, limit: int = 20) -> str:
 
 def static_tensor_key_diagnostics(config: QuantizerConfig, span_of: Callable[[Parts], Span | None]) -> list[Diagnostic]:
     """``unknown-op-type`` for op_type_config keys outside the op table, and ``unknown-tensor-key``
-    for tensor keys no op could have, whatever the model: an input name the op table does not give
-    the op types a config can reach, or a name in ``op_output_spec`` (outputs are indexed). Indices
-    and state names depend on the model (custom states), so the compiler checks those."""
+    for tensor keys no op could have, whatever the model: an input or output name the op table
+    does not give the op types a config can reach. Indices and state names depend on the model
+    (input counts, custom states), so the compiler checks those."""
     out: list[Diagnostic] = []
 
     def report(code: str, message: str, parts: Parts, hint: str | None) -> None:
         out.append(diagnostic(code, message, path=config_path(parts), span=span_of(parts), help=hint))
 
-    module_inputs = _input_names(k for k, v in OP_TABLE.items() if v.cls in ("compute", "value_preserving"))
-    all_inputs = _input_names(k for k, v in OP_TABLE.items() if v.cls != "ignore")
+    module_types = [k for k, v in OP_TABLE.items() if v.cls in ("compute", "value_preserving")]
+    all_types = [k for k, v in OP_TABLE.items() if v.cls != "ignore"]
     for parts, mcfg in _module_configs(config):
         if mcfg is None:
             continue
-        _static_keys(parts, mcfg, module_inputs, report)
+        _static_keys(parts, mcfg, module_types, report)
         for key, ocfg in mcfg.op_type_config.items():
             oparts = (*parts, "op_type_config", key)
             norm = table_op_type(key)
             if norm is None:
                 report("unknown-op-type", f"op type `{key}` is not in the op table", oparts, suggest(key))
             elif ocfg is not None:
-                _static_keys(oparts, ocfg, _input_names([norm]), report)
+                _static_keys(oparts, ocfg, [norm], report)
         for key, ocfg in mcfg.op_name_config.items():
             if ocfg is not None:
-                _static_keys((*parts, "op_name_config", key), ocfg, all_inputs, report)
+                _static_keys((*parts, "op_name_config", key), ocfg, all_types, report)
     return out
 
 
@@ -223,24 +237,15 @@ def _module_configs(config: QuantizerConfig) -> Iterator[tuple[Parts, ModuleQuan
             yield (_QC, level, k), v
 
 
-def _input_names(op_types: Iterable[str]) -> set[str]:
-    return {n for t in op_types for n in OP_TABLE[t].inputs}
-
-
-def _static_keys(parts: Parts, cfg: OpQuantizerConfig, inputs: set[str], report: Callable) -> None:
-    for key in cfg.op_input_spec or ():
-        if key != "*" and not key.isdigit() and key not in inputs:
-            report(
-                "unknown-tensor-key",
-                f"op_input_spec key `{_clip(key)}` is not an input name of any op this config can reach",
-                (*parts, "op_input_spec", key),
-                did_you_mean(key, sorted(inputs)) or "input keys are indices or the op table's input names",
-            )
-    for key in cfg.op_output_spec or ():
-        if key != "*" and not key.isdigit():
-            report(
-                "unknown-tensor-key",
-                f"op_output_spec key `{_clip(key)}` is a name, but outputs are keyed by index",
-                (*parts, "op_output_spec", key),
-                "output keys are indices (`0` for the first output) or `*`",
-            )
+def _static_keys(parts: Parts, cfg: OpQuantizerConfig, op_types: list[str], report: Callable) -> None:
+    for fname, kind in (("op_input_spec", "inputs"), ("op_output_spec", "outputs")):
+        names = _table_names(op_types, kind)
+        what = kind[:-1]
+        for key in getattr(cfg, fname) or ():
+            if key != "*" and not key.isdigit() and key not in names:
+                report(
+                    "unknown-tensor-key",
+                    f"{fname} key `{_clip(key)}` is not an {what} name of any op this config can reach",
+                    (*parts, fname, key),
+                    did_you_mean(key, sorted(names)) or f"{what} keys are indices or the op table's {what} names",
+                )

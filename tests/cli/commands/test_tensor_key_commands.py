@@ -54,14 +54,15 @@ def test_validate_checks_op_type_config_statically(tmp_path, capsys):
     path.write_text(
         _HEAD
         + "    op_type_config:\n      lineer: {}\n      linear:\n"
-        + "        op_input_spec: {inptu: null}\n        op_output_spec: {output: null}\n"
+        + "        op_input_spec: {inptu: null}\n        op_output_spec: {output: null, out: null}\n"
     )
     assert main(["validate", str(path)]) == 0
     err = capsys.readouterr().out
     assert "v.yaml:4:7: warning[unknown-op-type] op type `lineer`" in err and "did you mean `linear`?" in err
     assert "v.yaml:6:25: warning[unknown-tensor-key] op_input_spec key `inptu`" in err
     assert "did you mean `input`?" in err
-    assert "v.yaml:7:26: warning[unknown-tensor-key] op_output_spec key `output`" in err
+    assert "v.yaml:7:40: warning[unknown-tensor-key] op_output_spec key `out`" in err
+    assert "key `output`" not in err  # the op table names the output
     assert main(["validate", "--strict", str(path)]) == 1
     assert "error[unknown-tensor-key]" in capsys.readouterr().out
 
