@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import re2
 
@@ -34,7 +34,7 @@ class PatternError(ValueError):
 
 
 class Pattern(Protocol):
-    def fullmatch(self, text: str) -> object | None: ...
+    def fullmatch(self, text: str) -> bool: ...
 
 
 _WORD = r"\p{L}\p{N}_"
@@ -153,15 +153,39 @@ def _check_group(pattern: str, i: int) -> None:
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # the error comes back as an exception; RE2 must not print it too
+_BOTH = re2._Anchor.ANCHOR_BOTH
+_NO_MATCH = re2._NULL_SPAN
+
+
+class _Matcher:
+    """A compiled pattern whose :meth:`fullmatch` says only whether the whole text matches.
+
+    It calls the compiled RE2 object directly: the public ``re2`` match API builds a match object
+    with decoded group spans, which costs several times the match itself on short names.
+    """
+
+    __slots__ = ("pattern", "_match")
+
+    def __init__(self, pattern: str, compiled: Any) -> None:
+        self.pattern = pattern
+        self._match = compiled._regexp.Match
+
+    def fullmatch(self, text: str) -> bool:
+        data = text.encode("utf-8", "surrogatepass")
+        return self._match(_BOTH, data, 0, len(data))[0] != _NO_MATCH
 
 
 @functools.lru_cache(maxsize=4096)
 def compile_pattern(pattern: str) -> Pattern:
     """The linear-time matcher of `pattern` (Python regex syntax); :class:`PatternError` when it
-    has no RE2 equivalent. ``compile_pattern(p).fullmatch(name)`` is ``re.fullmatch(p, name)``."""
+    has no RE2 equivalent. ``compile_pattern(p).fullmatch(name)`` is ``bool(re.fullmatch(p, name))``."""
     translated = to_re2(pattern)
     try:
-        return re2.compile(translated, _OPTIONS)
+        translated.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PatternError("a lone surrogate character") from None
+    try:
+        return _Matcher(pattern, re2.compile(translated, _OPTIONS))
     except re2.error as e:
         reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         raise PatternError(reason) from None
