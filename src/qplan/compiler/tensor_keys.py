@@ -170,7 +170,13 @@ def _unknown(fname: str, key: str, r: _Reached) -> tuple[str, str | None] | None
     count = r.inputs if fname == "op_input_spec" else r.outputs
     what = "input" if fname == "op_input_spec" else "output"
     if key.isdigit():
-        if int(key) < count:
+        index = _index(key)
+        if index is None:
+            return (
+                f"{fname} key `{_clip(key)}` is not an index as qplan writes them",
+                f"write indices in ASCII digits without leading zeros, e.g. `{count - 1 if count else 0}`",
+            )
+        if index < count:
             return None
         return (
             f"{fname} key `{_clip(key)}` is out of range: the ops this config reaches ({_types(r)}) have "
@@ -182,6 +188,14 @@ def _unknown(fname: str, key: str, r: _Reached) -> tuple[str, str | None] | None
         return None
     hint = did_you_mean(key, sorted(names)) or _listing(f"{what} names", sorted(names))
     return (f"{fname} key `{_clip(key)}` names no {what} of the ops this config reaches ({_types(r)})", hint)
+
+
+def _index(key: str) -> int | None:
+    """The index a digit key names (a huge one is simply large), or None when no tensor is looked up
+    under it: lookups use ``str(i)``, so ``07`` or non-ASCII digits never match."""
+    if not key.isascii() or (key.startswith("0") and key != "0"):
+        return None
+    return int(key) if len(key) < 19 else 1 << 62
 
 
 def _why_dead(key: str, r: _Reached) -> str:
