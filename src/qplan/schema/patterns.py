@@ -38,9 +38,8 @@ class Pattern(Protocol):
 
 
 _WORD = r"\p{L}\p{N}_"
-_SPACE = "".join(
-    f"\\x{{{c:x}}}" for c in range(0x3001) if re.match(r"\s", chr(c))
-)  # Python's \s: str.isspace() characters (none lie above U+3000)
+# Python's `\s` matches the str.isspace() characters (none lies above U+3000)
+_SPACE = "".join(f"\\x{{{c:x}}}" for c in range(0x3001) if chr(c).isspace())
 _OUTSIDE = {
     "d": r"\p{Nd}",
     "D": r"\P{Nd}",
