@@ -17,13 +17,27 @@ CODES: dict[str, CodeInfo] = {
         level="warning",
         what="A module name regex, module type, op type or op name regex matched nothing in the model.",
         why="A selector that matches nothing is usually a typo or a stale name; its config never applies.",
-        fix="Correct the selector (op and module names are matched in full with `re.fullmatch`) or remove it.",
+        fix="Correct the selector (op and module names are matched in full, like `re.fullmatch`) or remove it.",
     ),
     "shadowed-rule": CodeInfo(
         level="warning",
         what="A rule matches some modules or ops but never wins: a later or more specific rule always beats it.",
         why="Within one level the last declared matching key wins, and name rules beat type rules beat global.",
         fix="Remove the rule, or declare it after the rule that shadows it.",
+    ),
+    "unknown-tensor-key": CodeInfo(
+        level="warning",
+        what="An op_input_spec / op_output_spec / op_state_spec key names no tensor of the ops its config reaches.",
+        why="Inputs and outputs are keyed by index (below the op's count) or the op table's input name; states "
+        "by the name the op reads them under. Any other key never applies, so its tensors keep another spec.",
+        fix="Correct the key (see the did-you-mean suggestion and the ops named in the message) or remove it.",
+    ),
+    "dead-rule": CodeInfo(
+        level="warning",
+        what="A module rule, op config or tensor key wins somewhere but decides no tensor at all.",
+        why="Its modules or ops have no tensor it could quantize or decline (no such input, output or state, "
+        "integer tensors only, or explicit keys beat its `*`), so removing it would change nothing.",
+        fix="Remove it, or point it at the modules, ops or tensors that were meant.",
     ),
     "reset-to-default": CodeInfo(
         level="warning",

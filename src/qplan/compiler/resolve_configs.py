@@ -6,7 +6,8 @@ that names one class of the model) > ``global_config``. A rule that matches a mo
 its whole subtree, so a module's candidates at one level are the rules matching it or any
 ancestor; within a level the last declared candidate wins, and a name match on an ancestor beats
 a type match on the module itself. ``module_*_spec`` belongs to the matched module only
-(``ModuleChoice.owner``). Each regex is compiled once and matched once per module.
+(``ModuleChoice.owner``). Each regex is compiled once (with RE2, :mod:`qplan.schema.patterns`:
+linear time in the name) and matched once per module.
 
 Also reports ``unmatched-selector``, ``shadowed-rule``, ``reset-to-default`` and
 ``ambiguous-module-type`` for module-level rules.
@@ -14,10 +15,9 @@ Also reports ``unmatched-selector``, ``shadowed-rule``, ``reset-to-default`` and
 
 from __future__ import annotations
 
-import re
-
 from qplan.compiler.inventory import ModuleInfo
 from qplan.compiler.state import ModuleChoice, Rule, State
+from qplan.schema.patterns import compile_pattern
 from qplan.schema.types import ModuleQuantizerConfig
 from qplan.suggest import did_you_mean
 
@@ -43,7 +43,7 @@ def resolve_configs(state: State) -> State:
     ]
     global_rule = Rule("global", None, 0, (_QC, "global_config"), cfg.global_config)
 
-    compiled = [re.compile(r.key or "") for r in name_rules]
+    compiled = [compile_pattern(r.key or "") for r in name_rules]
     type_of_class = _match_types(state, type_rules)
 
     matched: set[tuple[str, int]] = set()

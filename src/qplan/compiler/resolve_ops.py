@@ -2,9 +2,9 @@
 
 Inside the module config of the module that directly runs the op: ``op_name_config`` (regex
 ``fullmatch`` against the **full** op name, e.g. ``blocks\\.0\\.attn\\.matmul_1`` or
-``.*attn\\.matmul_1``; last declared wins) > ``op_type_config`` (keys normalised through the op
-table; last declared wins) > the module config's own ``op_*_spec``. The module's own specs reach
-only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
+``.*attn\\.matmul_1``, matched with RE2 in time linear in the name; last declared wins) >
+``op_type_config`` (keys normalised through the op table; last declared wins) > the module
+config's own ``op_*_spec``. The module's own specs reach only compute and value-preserving ops; known ops (softmax, layer_norm, activations...) are
 quantized only when an op name/type entry names them; pass-through ops and ops outside the table
 never are. A null module config has no opinion here (``share_weights`` treats an explicit null
 rule as declining its weights); a null op config declines every
@@ -20,13 +20,13 @@ reaches custom states too. The rule looks at the value only, so a config gives t
 whether it comes from a file or from Python.
 
 Reports ``unknown-op-type`` (for every module config), ``reset-to-default`` (an op config that
-omits a tensor field its module config changed) and, for op-level selectors,
-``unmatched-selector`` and ``shadowed-rule``.
+omits a tensor field its module config changed), for op-level selectors ``unmatched-selector``
+and ``shadowed-rule``, and through :mod:`qplan.compiler.tensor_keys` ``unknown-tensor-key`` and
+``dead-rule``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from qplan.compiler.ops import input_name, is_int_input, op_class, state_slots, suggest, table_op_type
@@ -41,6 +41,8 @@ from qplan.compiler.state import (
     concrete_spec,
     lookup_tensor_spec,
 )
+from qplan.compiler.tensor_keys import KeyReach, output_name, report_tensor_keys
+from qplan.schema.patterns import Pattern, compile_pattern
 from qplan.schema.types import ModuleQuantizerConfig, OpQuantizerConfig
 from qplan.suggest import did_you_mean
 
@@ -55,7 +57,7 @@ _FIELDS = ("op_input_spec", "op_output_spec", "op_state_spec")
 class _RuleTable:
     """The op-level selectors of one module config, compiled once."""
 
-    names: list[tuple[int, str, re.Pattern, OpQuantizerConfig | None]]
+    names: list[tuple[int, str, Pattern, OpQuantizerConfig | None]]
     types: dict[str, list[tuple[int, str, OpQuantizerConfig | None]]]
     type_keys: list[tuple[int, str, str | None]]  # (index, key, normalised type or None)
     matched: set[tuple[str, int]] = field(default_factory=set)
@@ -70,6 +72,7 @@ def resolve_ops(state: State) -> State:
     tables: dict[Parts, _RuleTable] = {}
     rules: dict[Parts, Rule] = {}
     reset_checked: set[tuple[Parts, str]] = set()
+    reach = KeyReach()
     for op in state.inventory.ops:
         cls = op_class(op.op_type)
         choice = _choice_for(state, op.module)
@@ -98,6 +101,9 @@ def resolve_ops(state: State) -> State:
             matches.append(("module", 0, mrule.parts, mrule.config))
         if not matches:
             continue
+        for _, _, mparts, mcfg in matches:
+            if mcfg is not None:
+                reach.add(mparts, mcfg, op)
         level, index, parts, ocfg = matches[0]
         if level != "module":
             table.won.add((level, index))
@@ -112,6 +118,7 @@ def resolve_ops(state: State) -> State:
     for parts, table in tables.items():
         _report(state, rules[parts], table)
     _report_unknown_op_types(state)
+    report_tensor_keys(state, reach)
     return state
 
 
@@ -162,7 +169,7 @@ def _choice_for(state: State, module: str) -> ModuleChoice:
 def _compile(mrule: Rule) -> _RuleTable:
     cfg = mrule.config
     assert cfg is not None, "a null module config has no op-level selectors"
-    names = [(i, k, re.compile(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
+    names = [(i, k, compile_pattern(k), v) for i, (k, v) in enumerate(cfg.op_name_config.items())]
     types: dict[str, list] = {}
     type_keys = []
     for i, (k, v) in enumerate(cfg.op_type_config.items()):
@@ -197,7 +204,7 @@ def _tensor_opinions(state: State, op, orule: OpRule) -> None:
     for j, t in enumerate(op.outputs):
         if t.dtype not in FLOAT_DTYPES:
             continue
-        o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j),))
+        o = _opinion(cfg, orule, defaulted, op.module, "op_output_spec", (str(j), output_name(op.op_type, j)))
         if o is not None:
             state.out_opinion[op.output_address(j)] = o
     slots = state_slots(op.op_type)

@@ -134,9 +134,11 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
     "invalid-regex": CodeInfo(
         level="error",
         what="A `module_name_configs` or `op_name_config` key is not a valid regular expression.",
-        why="These keys are Python regexes matched in full (`re.fullmatch`) against module paths and op names.",
+        why="These keys are regexes matched in full (`re.fullmatch`) against module paths and op names, in linear "
+        "time (RE2): Python-only syntax (lookarounds, backreferences, possessive quantifiers) is refused.",
         example='quantization_config:\n  module_name_configs:\n    "blocks.[0-3": {}\n',
-        fix="Correct the regex; escape `.`, `[`, `(` and other special characters meant literally.",
+        fix="Correct the regex; escape `.`, `[`, `(` and other special characters meant literally. Instead of a "
+        "lookaround, add a more specific rule (a later key, or a null config) for the names to exclude.",
     ),
     "regex-warning": CodeInfo(
         level="warning",

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from qplan.schema.patterns import PatternError, compile_pattern
+
 if TYPE_CHECKING:
     from qplan.schema.configs import ModuleQuantizerConfig
     from qplan.schema.specs import PerBlockGranularity, QATSchedule, QuantizationSpec
@@ -145,6 +147,13 @@ def check_regex(pattern: str, what: str) -> None:
         raise ValueError(f"invalid {what} regex `{pattern}`: {e}") from None
     except (OverflowError, RecursionError) as e:  # `a{99999999999}`, thousands of nested groups
         raise ValueError(f"invalid {what} regex `{_clip(pattern)}`: {e}") from None
+    try:  # names are matched with RE2 (linear time): Python-only syntax is refused here too
+        compile_pattern(pattern)
+    except PatternError as e:
+        raise ValueError(
+            f"invalid {what} regex `{_clip(pattern)}`: {e} is not supported; qplan matches names in "
+            "linear time (RE2 syntax), which has no lookarounds, backreferences or possessive quantifiers"
+        ) from None
 
 
 def _clip(text: str, limit: int = 80) -> str:

@@ -1,4 +1,9 @@
-"""``qplan validate``: check config files; exit 1 when any has errors, 2 when one is unreadable."""
+"""``qplan validate``: check config files; exit 1 when any has errors, 2 when one is unreadable.
+
+Besides the schema's checks, the model-free compiler checks of
+:func:`qplan.compiler.tensor_keys.static_tensor_key_diagnostics` run on every valid config:
+``op_type_config`` keys outside the op table, tensor keys no op could have.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qplan.cli.render.diagnostics import summary
+    from qplan.compiler.tensor_keys import static_tensor_key_diagnostics
     from qplan.schema.loader import load_config
 
     diagnostics: list[Diagnostic] = []
@@ -36,10 +42,13 @@ def run(args: argparse.Namespace) -> int:
     for path in args.configs:
         source = sys.stdin if path == "-" else Path(path)
         try:
-            diagnostics += load_config(source, name="<stdin>" if path == "-" else path).warnings
+            loaded = load_config(source, name="<stdin>" if path == "-" else path)
         except ConfigError as e:
             diagnostics += e.diagnostics
             unreadable |= any(d.code in UNREADABLE_CODES for d in e.diagnostics)
+            continue
+        diagnostics += loaded.warnings
+        diagnostics += static_tensor_key_diagnostics(loaded.config, loaded.span_for)
     if args.strict:
         diagnostics = strictify(diagnostics)
     emit_diagnostics(diagnostics, args.format)
