@@ -61,7 +61,8 @@ def _asking_rule(state: State, module: str) -> tuple | None:
     rule = choice.rule if choice is not None else None
     if rule is None or rule.config is None:
         return None
-    found = lookup_tensor_spec(rule.config.op_state_spec, ("weight",))
+    specs = rule.config.op_state_spec
+    found = lookup_tensor_spec(specs, ("weight",)) if specs else None
     if found is None or found[1] is None:
         return None
     return (*rule.parts, "op_state_spec", found[0])
