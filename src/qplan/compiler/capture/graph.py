@@ -64,9 +64,21 @@ def _export(model: nn.Module, args: tuple, tagger: BoundaryTagger) -> torch.expo
             return torch.export.export(model, args, strict=False)
     except Exception as e:
         raise CaptureError(
-            f"torch.export failed for `{class_path(type(model))}`: {first_line(e)}; "
+            f"torch.export failed for `{class_path(type(model))}`: {_cause(e)}; "
             "help: fix the model for torch.export, or capture with mode `eager`"
         ) from e
+
+
+def _cause(e: Exception) -> str:
+    """What export's error means, in one line (transformers' KV caches get a fix of their own)."""
+    text = first_line(e)
+    if "Cache" in text and "in output" in text:
+        kind = text.split("cache_utils.", 1)[-1].split("'", 1)[0] if "cache_utils." in text else "cache"
+        return (
+            f"the model returns its KV cache (`{kind}`), which torch.export cannot return; "
+            "build the model with `use_cache=False` (`model.config.use_cache = False`)"
+        )
+    return text
 
 
 @dataclass(frozen=True)
