@@ -77,3 +77,26 @@ def test_a_weight_the_op_table_reaches_is_not_reported():
     assert not unquantized(plan)
     (w,) = [q for q in plan.quantizers if q.address == "weight"]
     assert plan.specs[w.spec].axis == 1  # per output channel: [in, out] -> axis 1
+
+
+class EinsumProjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Parameter(torch.randn(6, 8))
+
+    def forward(self, x):
+        return torch.einsum("bi,oi->bo", x, self.proj)
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_einsum_weight_needs_an_explicit_axis(mode):
+    with pytest.raises(CompileError, match="missing-axis") as info:
+        compile_plan(EinsumProjection(), QuantizerConfig.presets.w8a8(), (torch.randn(3, 8),), mode)
+    assert "`proj`" in str(info.value) and "einsum" in str(info.value)
+    axis0 = {"dtype": "int8", "qscheme": "symmetric", "granularity": {"type": "per_channel", "axis": 0}}
+    cfg = QuantizerConfig.from_dict(
+        {"quantization_config": {"global_config": {"op_type_config": {"einsum": {"op_state_spec": {"weight": axis0}}}}}}
+    )
+    plan = compile_plan(EinsumProjection(), cfg, (torch.randn(3, 8),), mode)
+    (w,) = [q for q in plan.quantizers if q.address == "proj"]
+    assert plan.specs[w.spec].axis == 0
