@@ -552,3 +552,48 @@ def test_eager_naming_does_not_import_the_graph_mode_code():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+# ---------------------------------------------------------------- linear maps in other clothes (issue 9)
+
+
+class OtherClothes(nn.Module):
+    """addmm (Conv1D), baddbmm, einsum projections, a 2-D EmbeddingBag and torch.special.erf."""
+
+    def __init__(self):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(20, 8, mode="mean")
+        self.w = nn.Parameter(torch.randn(8, 6))  # [in, out], as transformers' Conv1D stores it
+        self.b = nn.Parameter(torch.randn(6))
+        self.bw = nn.Parameter(torch.randn(2, 6, 5))
+        self.proj = nn.Parameter(torch.randn(6, 8))
+
+    def forward(self, idx, x):
+        y = torch.special.erf(self.bag(idx))
+        a = torch.addmm(self.b, y, self.w)
+        e = torch.einsum("bi,oi->bo", y, self.proj)
+        bb = torch.baddbmm(torch.zeros(2, 3, 5), x, self.bw)
+        return a + e[:, :6], bb
+
+
+def test_linear_maps_in_other_clothes_are_compute_ops_with_weights():
+    g, _ = both(OtherClothes(), (torch.randint(0, 20, (4, 3)), torch.randn(2, 3, 6)))
+    ops = ops_by_name(g.inventory)
+    bag = ops["bag.embedding_bag"]  # graph mode used to drop this op: 2-D indices are reshaped inside
+    assert [(i.source, i.dtype) for i in bag.inputs] == [(":in0", "int64")]
+    assert bag.states == {"weight": "bag.weight"} and len(bag.outputs) == 1
+    assert ops["erf"].op_type == "erf"  # graph mode said `special_erf`
+    addmm = ops["addmm"]
+    assert [i.source for i in addmm.inputs] == ["erf:out0"]
+    assert addmm.states == {"weight": "w", "bias": "b"}
+    assert ops["einsum"].states == {"weight": "proj"} and [i.source for i in ops["einsum"].inputs] == ["erf:out0"]
+    assert ops["baddbmm"].states == {"weight": "bw"} and ops["baddbmm"].inputs[0].source == ":in1"
+
+
+def test_embedding_bag_with_offsets_and_per_sample_weights():
+    bag = nn.EmbeddingBag(20, 8, mode="sum")
+    args = (torch.tensor([1, 2, 4, 5, 4, 3]), torch.tensor([0, 2]), torch.rand(6))
+    g, _ = both(bag, args)
+    (op,) = g.inventory.ops
+    assert [i.source for i in op.inputs] == [":in0", ":in1", ":in2"]
+    assert [i.dtype for i in op.inputs] == ["int64", "int64", "float32"]

@@ -108,3 +108,34 @@ def test_op_info_unknown_raises_with_suggestion():
     assert ops.suggest("Linear") == "did you mean `linear`?"
     assert ops.suggest("zzzzzz") is None
     assert ops.suggest("linear") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("special_erf", "erf"),  # graph mode's name of torch.special.erf
+        ("torch.special.erf", "erf"),  # eager mode's
+        ("aten.special_erf.default", "erf"),
+        ("special_expit", "sigmoid"),
+        ("torch.special.expit", "sigmoid"),
+        ("aten._embedding_bag.default", "embedding_bag"),
+        ("aten.embedding_bag.padding_idx", "embedding_bag"),
+        ("torch.addmm", "addmm"),
+    ],
+)
+def test_one_op_type_in_both_modes(name, expected):
+    assert ops.normalize_op_type(name) == expected
+
+
+def test_linear_maps_in_other_clothes():
+    """Per-channel = per output channel: addmm's weight is [in, out] (transformers' Conv1D),
+    baddbmm's [batch, in, out]; per-block blocks the reduction dimension."""
+    for op in ("addmm", "baddbmm", "embedding_bag", "einsum"):
+        assert ops.op_class(op) == "compute" and "weight" in ops.op_info(op).states, op
+    assert (ops.weight_axis("addmm", "per_channel"), ops.weight_axis("addmm", "per_block")) == (1, 0)
+    assert (ops.weight_axis("baddbmm", "per_channel"), ops.weight_axis("baddbmm", "per_block")) == (2, 1)
+    assert (ops.weight_axis("embedding_bag", "per_channel"), ops.weight_axis("embedding_bag", "per_block")) == (0, 1)
+    assert ops.weight_axis("einsum", "per_channel") is None  # depends on the equation: set the axis
+    addmm = ops.op_info("addmm")
+    assert [addmm.slot_of(a) for a in ("self", "mat1", "mat2")] == ["bias", "input", "weight"]
+    assert ops.op_info("embedding_bag").int_inputs == {"input", "offsets"}

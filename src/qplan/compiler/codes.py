@@ -87,6 +87,19 @@ CODES: dict[str, CodeInfo] = {
         why="The axis must name a dimension of the tensor (negative axes count from the end).",
         fix="Use an axis in [-ndim, ndim) or a block_size list with one entry per dimension.",
     ),
+    "unquantized-weight": CodeInfo(
+        level="warning",
+        what=(
+            "A weight-like parameter (2+ dims, named `weight`, `*_weight`, `weight_*`) stays float although the "
+            "config asks for weights where it is read: the reading op is outside the op table, a known op no "
+            "op config names, or reads it through an input slot instead of a weight slot."
+        ),
+        why="A weight the plan cannot quantize would otherwise be left behind in silence.",
+        fix=(
+            "Name the op in op_type_config/op_name_config with an op_state_spec for the parameter, use a module "
+            "qplan knows, or decline the weight explicitly with null."
+        ),
+    ),
     "unsupported-spec": CodeInfo(
         level="error",
         what="A spec cannot apply to this tensor (for example `dynamic` qparams on a weight).",

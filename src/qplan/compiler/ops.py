@@ -66,6 +66,17 @@ class OpInfo(msgspec.Struct, frozen=True, kw_only=True):
     per_channel_axis: int | None = None  # default weight axis for per_channel specs
     per_block_axis: int | None = None  # default weight axis for per_block specs
     list_input: bool = False  # input 0 is a list of tensors, each one input (cat, stack)
+    arg_names: tuple[tuple[str, str], ...] = ()  # signature name -> slot name, for this op only
+    param_state: str | None = None  # the state a parameter in the list input becomes (einsum)
+    trim_outputs: bool = False  # aten returns more tensors than the torch function (embedding_bag)
+
+    def slot_of(self, arg: str) -> str | None:
+        """The input or state slot of a signature argument named `arg` (``addmm``'s ``mat2`` →
+        ``weight``), before the table-wide :data:`ARG_ALIASES`; None when this op renames nothing."""
+        for name, slot in self.arg_names:
+            if name == arg:
+                return slot
+        return None
 
     def input_index(self, key: str | int) -> int | None:
         """The index of an input named `key` (or given as an index), None when absent."""
@@ -86,6 +97,29 @@ def _names(text: str) -> tuple[str, ...]:
 _W = ("weight", "bias")
 _LINEAR_AXES = {"per_channel_axis": 0, "per_block_axis": 1}
 _TRANSPOSED_AXES = {"per_channel_axis": 1, "per_block_axis": 0}
+# Linear maps in other clothes. addmm(bias, x, W) computes x @ W + bias with W stored [in, out]
+# (transformers' Conv1D): its output channels are W's axis 1. baddbmm(bias, x, W): W is
+# [batch, in, out], output channels on axis 2. Their first argument is the bias.
+_ADDMM_ARGS = (("self", "bias"), ("input", "bias"), ("mat1", "input"), ("mat2", "weight"))
+_BADDBMM_ARGS = (("self", "bias"), ("input", "bias"), ("batch1", "input"), ("batch2", "weight"))
+# embedding_bag(input, weight, offsets, ..., per_sample_weights): rows of the weight are the
+# embeddings, as for embedding. aten spells the indices `indices` (an ARG_ALIAS of `input`).
+_EMBEDDING_BAG = {
+    "inputs": ("input", "offsets", "per_sample_weights"),
+    "states": ("weight",),
+    "int_inputs": frozenset({"input", "offsets"}),
+    "trim_outputs": True,
+}
+# einsum(equation, *operands): a float parameter among the operands is its `weight`; which axis
+# holds the output channels depends on the equation, so there is no default axis (a per_channel
+# or per_block weight spec without an axis is a `missing-axis` error naming the weight).
+_EINSUM = {
+    "inputs": ("operands",),
+    "list_input": True,
+    "states": ("weight",),
+    "param_state": "weight",
+    "arg_names": (("args", "operands"), ("tensors", "operands")),
+}
 _BINARY = ("input", "other")
 
 
@@ -97,6 +131,10 @@ def _quantized_rows() -> list[OpInfo]:
         *(_row(f"conv{d}d", "compute", states=_W, **_LINEAR_AXES) for d in (1, 2, 3)),
         *(_row(f"conv_transpose{d}d", "compute", states=_W, **_TRANSPOSED_AXES) for d in (1, 2, 3)),
         _row("embedding", "compute", states=("weight",), int_inputs=frozenset({"input"}), **_LINEAR_AXES),
+        _row("embedding_bag", "compute", **_EMBEDDING_BAG, **_LINEAR_AXES),
+        _row("addmm", "compute", states=_W, arg_names=_ADDMM_ARGS, **_TRANSPOSED_AXES),
+        _row("baddbmm", "compute", states=_W, arg_names=_BADDBMM_ARGS, per_channel_axis=2, per_block_axis=1),
+        _row("einsum", "compute", **_EINSUM),
         _row("matmul", "compute", inputs=_BINARY),
         _row("bmm", "compute", inputs=("input", "mat2")),
         _row("add", "compute", inputs=_BINARY),
@@ -145,8 +183,6 @@ def _known_rows() -> list[OpInfo]:
                 "rsqrt sqrt neg exp log abs sin cos erf reciprocal square clamp sum amax amin var std cumsum tril triu"
             )
         ),
-        _row("addmm", "known", inputs=("input", "mat1", "mat2")),
-        _row("baddbmm", "known", inputs=("input", "batch1", "batch2")),
         _row("where", "known", inputs=("condition", "input", "other"), int_inputs=frozenset({"condition"})),
         _row("masked_fill", "known", inputs=("input", "mask"), int_inputs=frozenset({"mask"})),
         _row("stack", "known", inputs=("tensors",), list_input=True),
@@ -231,6 +267,8 @@ _ALIASES: dict[str, str] = {
     "_adaptive_avg_pool2d": "adaptive_avg_pool2d",
     "_adaptive_avg_pool3d": "adaptive_avg_pool3d",
     **dict.fromkeys(("_to_copy", "to_copy"), "to"),
+    **dict.fromkeys(("_embedding_bag", "_embedding_bag_forward_only"), "embedding_bag"),
+    "expit": "sigmoid",  # torch.special.expit
 }
 # in-place and dunder spellings of the binary ops: add_, __add__, __iadd__, iadd, __radd__ -> add
 for _op in ("add", "sub", "mul", "div"):
@@ -279,6 +317,9 @@ def normalize_op_type(name: str | None) -> str | None:
             break
     if n.startswith(("aten.", "ops.aten.")):
         n = n.split("aten.", 1)[1]
+    # torch.special.erf is `erf` in eager mode and `special_erf` under export: one op type
+    if n.startswith("special_") and len(n) > 8:
+        n = n[8:]
     # property getters (`x.T`, `x.data`) seen as "T.__get__" or a bare "__get__"
     if n == "__get__" or n.endswith(".__get__"):
         return "getattr"

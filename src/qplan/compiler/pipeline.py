@@ -31,6 +31,7 @@ place_quantizers    module_choice, reads, out_opinion,          entries (+ activ
                     dangling, entries
 resolve_axes        entries                                     entries (axis, block size)
 share_qparams       fused, entries                              entries (qparams groups)
+report_unquantized  module_choice, state_opinion, entries       (diagnostics only)
 intern_specs        entries                                     specs, quantizers
 ==================  ==========================================  =====================================
 """
@@ -54,6 +55,7 @@ from qplan.compiler.intern_specs import intern_specs
 from qplan.compiler.inventory import Inventory
 from qplan.compiler.place_quantizers import place_quantizers
 from qplan.compiler.plan import ConfigInfo, ModelInfo, Plan
+from qplan.compiler.report_unquantized import report_unquantized_weights
 from qplan.compiler.resolve_axes import resolve_axes
 from qplan.compiler.resolve_configs import resolve_configs
 from qplan.compiler.resolve_edges import resolve_edges
@@ -108,6 +110,7 @@ PASSES: tuple[Pass, ...] = (
     ),
     Pass(resolve_axes, reads=("entries",), writes=("entries",)),
     Pass(share_qparams, reads=("fused", "entries"), writes=("entries",)),
+    Pass(report_unquantized_weights, reads=("module_choice", "state_opinion", "entries"), writes=()),
     Pass(intern_specs, reads=("entries",), writes=("specs", "quantizers")),
 )
 

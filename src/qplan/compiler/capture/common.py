@@ -131,14 +131,30 @@ def _slotted_inputs(
     slotted: dict[str, list[CallArg]] = {}
     extras: list[CallArg] = []
     for a in args:
-        name = ARG_ALIASES.get(a.name, a.name) if a.name else None
+        name = _slot_name(info, a.name)
         if name is not None and name in info.states and params(a.source):
             states[name] = a
+        elif (
+            name is not None
+            and info.param_state is not None
+            and info.param_state not in states
+            and name == info.inputs[0]
+            and params(a.source)
+            and a.value.is_floating_point()
+        ):
+            states[info.param_state] = a  # einsum: the parameter operand is the op's weight
         elif name is not None and name in info.inputs:
             slotted.setdefault(name, []).append(a)
         else:
             extras.append(a)
     return [a for slot in info.inputs for a in slotted.get(slot, [])] + extras
+
+
+def _slot_name(info: OpInfo, arg: str | None) -> str | None:
+    """The table's slot name of a signature argument: the op's own renames, then :data:`ARG_ALIASES`."""
+    if not arg:
+        return None
+    return info.slot_of(arg) or ARG_ALIASES.get(arg, arg)
 
 
 def _distinct_inputs(

@@ -39,7 +39,7 @@ from qplan.compiler.capture.nodes import (
 from qplan.compiler.capture.result import Capture
 from qplan.compiler.gc_pause import gc_paused
 from qplan.compiler.inventory import Op, TensorRef
-from qplan.compiler.ops import OP_TABLE
+from qplan.compiler.ops import OP_TABLE, normalize_op_type
 
 __all__ = ["capture_graph"]
 
@@ -64,9 +64,21 @@ def _export(model: nn.Module, args: tuple, tagger: BoundaryTagger) -> torch.expo
             return torch.export.export(model, args, strict=False)
     except Exception as e:
         raise CaptureError(
-            f"torch.export failed for `{class_path(type(model))}`: {first_line(e)}; "
+            f"torch.export failed for `{class_path(type(model))}`: {_cause(e)}; "
             "help: fix the model for torch.export, or capture with mode `eager`"
         ) from e
+
+
+def _cause(e: Exception) -> str:
+    """What export's error means, in one line (transformers' KV caches get a fix of their own)."""
+    text = first_line(e)
+    if "Cache" in text and "in output" in text:
+        kind = text.split("cache_utils.", 1)[-1].split("'", 1)[0] if "cache_utils." in text else "cache"
+        return (
+            f"the model returns its KV cache (`{kind}`), which torch.export cannot return; "
+            "build the model with `use_cache=False` (`model.config.use_cache = False`)"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -84,14 +96,22 @@ def _describe_group(group: list[Node]) -> _GroupCall:
     """The :class:`_GroupCall` of a group of nodes (see :func:`~.nodes.call_groups`)."""
     op_type, target = group_op_type(group)
     main = next((n for n in group if not is_getitem(n)), group[0])
+    matching = [n for n in group if not is_getitem(n) and normalize_op_type(str(n.target)) == op_type]
+    if matching and matching[0] is not main:  # F.embedding_bag: arange, reshape, then embedding_bag
+        main, target = matching[0], str(matching[0].target)
     members = set(group)
     result = main
     for n in group:
         if is_getitem(n):
             continue
-        if n.op == "output" or any(u not in members for u in n.users) or not n.users:
+        if n.op == "output" or _escapes(n, members) or not n.users:
             result = n
     return _GroupCall(group=group, main=main, result=result, op_type=op_type, target=target)
+
+
+def _escapes(n: Node, members: set[Node]) -> bool:
+    """Whether `n`'s value leaves its group, directly or through one of its getitem users."""
+    return any(u not in members or (is_getitem(u) and any(v not in members for v in u.users)) for u in n.users)
 
 
 def _tensor_outputs(result: Node) -> list[TensorOut]:
@@ -209,6 +229,8 @@ class _GraphWalk:
         args = self._call_args(call)
         tensor_outs = _tensor_outputs(call.result)
         info = OP_TABLE.get(call.op_type)
+        if info is not None and info.trim_outputs:  # aten's extra results the torch function drops
+            tensor_outs = tensor_outs[: len(info.outputs)]
         if info is not None and info.cls == "pass_through":
             for n in call.group:
                 if is_tensor_node(n):
@@ -226,16 +248,17 @@ class _GraphWalk:
         """The call's tensor arguments: named by the schema when the call is one aten node, else
         every tensor entering the group from outside, once and unnamed."""
         main = call.main
+        members = set(call.group)
         single = sum(1 for n in call.group if not is_getitem(n)) == 1
-        if single and isinstance(main.target, torch._ops.OpOverload):
+        named_main = single or normalize_op_type(str(main.target)) == call.op_type
+        if named_main and isinstance(main.target, torch._ops.OpOverload):
             schema = main.target._schema.arguments
             named: list[CallArg] = []
             for i, a in enumerate(main.args):
-                named += self._tensor_args(schema[i].name if i < len(schema) else None, a, main)
+                named += self._tensor_args(schema[i].name if i < len(schema) else None, a, main, members)
             for key, a in main.kwargs.items():
-                named += self._tensor_args(key, a, main)
+                named += self._tensor_args(key, a, main, members)
             return named
-        members = set(call.group)
         seen: set[Node] = set()
         found: list[CallArg] = []
         for n in call.group:
@@ -245,9 +268,22 @@ class _GraphWalk:
                     found.append(CallArg(None, self._src(x), node_value(x), (n, x)))
         return found
 
-    def _tensor_args(self, name: str | None, arg: Any, consumer: Node) -> list[CallArg]:
-        """The tensor nodes of one (possibly list) argument of `consumer`, all under `name`."""
-        return [CallArg(name, self._src(x), node_value(x), (consumer, x)) for x in flat_nodes(arg) if is_tensor_node(x)]
+    def _tensor_args(self, name: str | None, arg: Any, consumer: Node, members: set[Node]) -> list[CallArg]:
+        """The tensor nodes of one (possibly list) argument of `consumer`, all under `name`. An
+        argument computed inside the call's group (``F.embedding_bag`` flattens 2-D indices with
+        ``reshape``) stands for the one tensor entering the group it derives from; one derived from
+        none (``arange``) is a value the call made itself, not an argument."""
+        found = []
+        for x in flat_nodes(arg):
+            if not is_tensor_node(x):
+                continue
+            if x in members:
+                outside = _entering(x, members)
+                if len(outside) != 1:
+                    continue
+                x = outside[0]
+            found.append(CallArg(name, self._src(x), node_value(x), (consumer, x)))
+        return found
 
     def _record(self, call: _GroupCall, name: str, module: str, args: list[CallArg], outs: list[TensorOut]) -> None:
         """List the call as op `name`: its outputs' addresses, input edges, node maps and Op record."""
@@ -274,6 +310,22 @@ class _GraphWalk:
                 target=call.target,
             )
         )
+
+
+def _entering(node: Node, members: set[Node]) -> list[Node]:
+    """The tensor nodes from outside `members` that `node` (a member) is computed from."""
+    found: list[Node] = []
+    stack, seen = [node], {node}
+    while stack:
+        for x in stack.pop().all_input_nodes:
+            if x in seen:
+                continue
+            seen.add(x)
+            if x in members:
+                stack.append(x)
+            elif is_tensor_node(x):
+                found.append(x)
+    return found
 
 
 def _node_of(arg: Any, by_name: dict[str, Node]) -> Node | None:
