@@ -108,7 +108,8 @@ def test_fast_demo_runs_every_stage_and_saves_loadable_programs(tmp_path, mode):
         assert Path(s.file).stat().st_size == s.file_bytes > 0
     assert ptq.weight_bytes < flt.weight_bytes / 2  # int8 weights vs float32
     program = load_program(qat.file)
-    assert any(t.dtype == torch.int8 for t in program.state_dict.values())
+    assert any(t.dtype == torch.uint8 for t in program.state_dict.values())  # W4: two int4 codes per byte
+    assert qat.weight_bytes < ptq.weight_bytes
     assert load_plan(out / "qat.plan.json").mode == mode
     assert {p.name for p in out.iterdir()} == {
         ".qplan-demo",

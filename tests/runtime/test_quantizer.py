@@ -371,7 +371,7 @@ def test_w8_program_is_a_quarter_of_float(tmp_path) -> None:
 
 _FORMATS = {
     # name: (config document or preset, storage dtype expected for the first layer's weight)
-    "w4_per_block": ("w4_per_block", torch.int8),
+    "w4_per_block": ("w4_per_block", torch.uint8),  # two int4 codes per byte
     "fp8": ("fp8", torch.float8_e4m3fn),
     "mxfp4": ("mxfp4", torch.uint8),  # two e2m1 codes per byte
     "dynamic_int8_acts": (
@@ -388,7 +388,7 @@ _FORMATS = {
                 },
             }
         },
-        torch.int8,
+        torch.uint8,  # packed int4
     ),
 }
 

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, str] = {
     "diff": "qplan.cli.commands.diff",
     "explain": "qplan.cli.commands.explain",
     "demo": "qplan.cli.commands.demo",
+    "export": "qplan.cli.commands.export",
+    "import": "qplan.cli.commands.import_ct",
 }
 """Subcommand name -> the module that implements it (imported only when registered)."""
 

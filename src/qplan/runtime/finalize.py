@@ -5,8 +5,9 @@ the frozen qparams, then the model is exported again:
 
 * **Weights** (plan role ``state``) are quantized once with :meth:`FakeQuantize.quantize_for_storage`
   and stored in place of the float parameter, under the parameter's own name, in their quantized
-  dtype: ``int8`` for every signed intN (int4/int2 use the narrower ``quant_min``/``quant_max`` in
-  int8 storage), ``uint8`` for uintN, ``torch.float8_e4m3fn``/``float8_e5m2`` for fp8 and packed
+  dtype: ``int8`` for int8, ``uint8`` for uint8, and packed ``uint8`` for int4/uint4 (two codes per
+  byte) and int2/uint2 (four per byte; :mod:`qplan.runtime.packing`), unpacked in the graph by integer
+  ops before the dequantize, ``torch.float8_e4m3fn``/``float8_e5m2`` for fp8 and packed
   ``uint8`` (two e2m1 codes per byte) for fp4. The graph reads them through a dequantize op:
   ``quantized_decomposed.dequantize_per_tensor`` / ``dequantize_per_channel`` for integer per-tensor
   and per-channel weights in the ``zp`` formulation; plain arithmetic ops
@@ -41,6 +42,7 @@ from qplan.runtime.fold import FOLD_META, materialize_folds
 from qplan.runtime.graph import batch_dynamic_shapes
 from qplan.runtime.match import EntryPlacement
 from qplan.runtime.numerics import float_codes, float_round
+from qplan.runtime.packing import pack_codes, packed_bits, unpack_codes
 
 __all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "QplanFinalizeWarning"]
 
@@ -89,11 +91,14 @@ class QuantizedWeight(nn.Module):
             "zero_point" if not fq.use_minval else "minval", None if offset is None else offset.clone()
         )
         self.register_buffer("q", own)
+        self.packing: tuple[int, int, bool] | None = None  # (bits, last dim, signed) when stored packed
 
     def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
         if self.q is not None:
             q = self.q
         assert q is not None, "a stored weight is read from its parameter or held in `q`"
+        if self.packing is not None:
+            q = unpack_codes(q, *self.packing)
         if self.registered:
             if self.axis is None:
                 return _qd.dequantize_per_tensor.tensor(
@@ -180,7 +185,18 @@ def _weight_module(fq: FakeQuantize, w: torch.Tensor, own: bool, name: str) -> t
             fq(w.detach())
             fq.enable_observer(False)
     q, scale, offset = fq.quantize_for_storage(w)
-    return QuantizedWeight(fq, scale, offset, q if own else None), q
+    q, packing = _packed_storage(fq, q)
+    mod = QuantizedWeight(fq, scale, offset, q if own else None)
+    mod.packing = packing
+    return mod, q
+
+
+def _packed_storage(fq: FakeQuantize, q: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, bool] | None]:
+    """2- and 4-bit integer codes packed into bytes (:mod:`qplan.runtime.packing`), and how to unpack them."""
+    bits = None if fq.is_float or q.dim() == 0 else packed_bits(fq.spec.dtype)
+    if bits is None:
+        return q, None
+    return pack_codes(q, bits), (bits, q.shape[-1], q.dtype == torch.int8)
 
 
 def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
