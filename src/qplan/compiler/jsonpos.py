@@ -37,7 +37,10 @@ def parse_path(path: str) -> tuple[str | int, ...] | None:
         elif m.group(2) is not None:
             parts.append(int(m.group(2)))
         else:
-            parts.append(json.loads(m.group(3)))
+            try:
+                parts.append(json.loads(m.group(3)))
+            except ValueError:
+                return None
         pos = m.end()
     return tuple(parts)
 

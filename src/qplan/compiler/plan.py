@@ -141,6 +141,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(Plan)
+_head_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])  # the top level only: cheap
 _MSGSPEC_AT = re.compile(r"^(.*) - at `(\$[^`]*)`$", re.S)
 _BYTE = re.compile(r"\(byte (\d+)\)")
 
@@ -158,16 +159,14 @@ def decode_plan(data: bytes | str, name: str = "<plan>") -> Plan:
     another format or version, ``invalid-plan`` for a field of the wrong type or a broken plan rule.
     """
     try:
+        _check_identity(_head(data, name), name, data)
         plan = _decoder.decode(data)
     except msgspec.ValidationError as e:
-        raw = _decode_json(data, name)
-        _check_identity(raw, name, data)
-        raise PlanError(_type_error(str(e), raw, name, data)) from None
+        raise PlanError(_type_error(str(e), _decode_json(data, name), name, data)) from None
     except msgspec.DecodeError as e:
         raise PlanError(_syntax_error(str(e), name, data)) from None
     except (UnicodeError, RecursionError) as e:
         raise PlanError(plan_diagnostic("plan-syntax", f"not valid JSON: {e}", name)) from None
-    _check_identity({"format": plan.format, "version": plan.version}, name, data)
     problems = plan_problems(plan)
     if problems:
         raise PlanError([_at("invalid-plan", m, name, p, data) for p, m in problems])
@@ -205,6 +204,18 @@ def _syntax_error(message: str, name: str, data: bytes | str) -> Diagnostic:
     where = line_col(text, len(text))
     what = "it ends early (truncated?)" if "truncated" in message else message.removeprefix("JSON is malformed: ")
     return plan_diagnostic("plan-syntax", f"not valid JSON: {what}", name, None, where)
+
+
+def _head(data: bytes | str, name: str) -> Any:
+    """The top-level object with `format` and `version` decoded, or the document when it is no object."""
+    try:
+        head: dict[str, Any] = dict(_head_decoder.decode(data))
+    except msgspec.ValidationError:
+        return _decode_json(data, name)
+    for key in ("format", "version"):
+        if key in head:
+            head[key] = msgspec.json.decode(head[key])
+    return head
 
 
 def _check_identity(raw: Any, name: str, data: bytes | str) -> None:

@@ -13,6 +13,7 @@ The checks read only attributes, so this module imports no plan type at run time
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,7 @@ def json_path(*parts: str | int) -> str:
 
 
 def _quote(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return json.dumps(key, ensure_ascii=False)
 
 
 class _SpecView:
