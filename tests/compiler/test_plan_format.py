@@ -163,6 +163,13 @@ def test_truncated_plan_names_file_line_and_column(tmp_path: Path, capsys: pytes
     assert "truncated" in str(e)
     assert main(["explain", str(path), "x"]) == 2
     assert capsys.readouterr().err == str(e) + "\n"
+    # the runtime, given the path of a plan cut after its `format`, names the file as well
+    from qplan.models import cnn
+    from qplan.runtime import Quantizer
+
+    cut = _write(tmp_path, text[: text.index('"quantizers"') + 40], "cut.json")
+    with pytest.raises(PlanError, match=r"cut\.json:\d+:\d+: error\[plan-syntax\]"):
+        Quantizer(cnn()[0], cut)
     # bytes given to decode_plan name their source too
     with pytest.raises(PlanError, match=r"^plan\.json:3:"):
         decode_plan(b'{\n  "format":\n  }', "plan.json")

@@ -213,11 +213,16 @@ def _quantizer_problems(plan: Plan) -> Iterator[tuple[str, str]]:
 
 
 def _fits_shape(spec: ResolvedSpec, shape: tuple[int, ...], sid: str, i: int) -> Iterator[tuple[str, str]]:
-    where = json_path("quantizers", i, "shape")
     if spec.axis is not None and spec.axis >= len(shape):
-        yield where, f"spec `{sid}` has axis {spec.axis}, out of range for shape {list(shape)}"
+        yield (
+            json_path("quantizers", i, "shape"),
+            f"spec `{sid}` has axis {spec.axis}, out of range for shape {list(shape)}",
+        )
     if isinstance(spec.block_size, tuple) and len(spec.block_size) != len(shape):
-        yield where, f"spec `{sid}` has block_size {list(spec.block_size)}, not one entry per dim of {list(shape)}"
+        yield (
+            json_path("quantizers", i, "shape"),
+            f"spec `{sid}` has block_size {list(spec.block_size)}, not one entry per dim of {list(shape)}",
+        )
 
 
 def _role_problems(q: Any, i: int) -> Iterator[tuple[str, str]]:
