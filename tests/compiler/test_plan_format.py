@@ -309,3 +309,12 @@ def test_mutated_plans_load_or_raise_plan_error(data: bytes) -> None:
 def test_random_input_raises_plan_error(data: bytes | str) -> None:
     with pytest.raises(PlanError):
         decode_plan(data)
+
+
+def test_what_counts_as_a_plan() -> None:
+    from qplan.plan_format import looks_like_plan
+
+    assert looks_like_plan({"format": "other"}) and looks_like_plan({"specs": {}, "quantizers": []})
+    assert not looks_like_plan({"mode": "graph", "config": {}})  # a config with top-level typos
+    assert not looks_like_plan({"format": PLAN_FORMAT, "quantization_config": {}})
+    assert not looks_like_plan([PLAN_FORMAT])
