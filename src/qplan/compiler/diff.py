@@ -159,6 +159,7 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     db = [_decision_text(d) for d in b.decisions]
     sa, sb = set(da), set(db)
     xa, xb = _diagnostic_texts(a), _diagnostic_texts(b)
+    ka, kb = set(xa), set(xb)
     return PlanDiff(
         entries=tuple(entries),
         plan=tuple(_changed(a, b, ("format", "version", "mode", "model.class_name", "model.fingerprint"))),
@@ -166,8 +167,8 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
         decisions_removed=tuple(d for d in da if d not in sb),
         config=tuple(_changed(a, b, ("config.source", "config.sha256"))),
         duplicates=tuple(_duplicates("A", a) + _duplicates("B", b)),
-        diagnostics_added=tuple(d for d in xb if d not in set(xa)),
-        diagnostics_removed=tuple(d for d in xa if d not in set(xb)),
+        diagnostics_added=tuple(d for d in xb if d not in ka),
+        diagnostics_removed=tuple(d for d in xa if d not in kb),
     )
 
 

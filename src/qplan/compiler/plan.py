@@ -203,6 +203,7 @@ def _syntax_error(message: str, name: str, data: bytes | str) -> Diagnostic:
     text = raw[:offset].decode("utf-8", errors="replace")
     where = line_col(text, len(text))
     what = "it ends early (truncated?)" if "truncated" in message else message.removeprefix("JSON is malformed: ")
+    what = _BYTE.sub("", what).rstrip()
     return plan_diagnostic("plan-syntax", f"not valid JSON: {what}", name, None, where)
 
 
