@@ -12,7 +12,7 @@ from typing import Any
 
 from qplan.cli.exits import UsageError
 
-__all__ = ["load_factory", "read_bytes", "is_plan", "decode_plan"]
+__all__ = ["load_factory", "read_bytes", "is_plan", "decode_plan", "PlanInputError"]
 
 
 def load_factory(spec: str) -> tuple[Any, Any]:
@@ -49,21 +49,40 @@ def read_bytes(path: str) -> bytes:
 
 
 def is_plan(data: bytes) -> bool:
-    """Whether `data` is JSON that says it is a qplan plan (its `format` field)."""
-    from qplan.plan_format import PLAN_FORMAT
+    """Whether `data` should be read as a plan rather than a config.
+
+    A JSON object with plan keys (``format``, ``quantizers``, ``specs``) and no
+    ``quantization_config`` is a plan, whatever its ``format`` says, so an edited or foreign
+    format is reported as such (``unsupported-plan``), not as a config with unknown keys. Text
+    that starts like a JSON object but does not parse is read as a plan too, so a truncated plan
+    gets the plan's syntax error with its line and column.
+    """
+    from qplan.plan_format import looks_like_plan
 
     try:
         head = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(head, dict) and head.get("format") == PLAN_FORMAT
+    except (ValueError, RecursionError):
+        start = data.lstrip()[:1]
+        return start == b"{" and b'"quantization_config"' not in data
+    return looks_like_plan(head)
+
+
+class PlanInputError(UsageError):
+    """A file given as a plan is not a valid plan (exit 2); ``diagnostics`` say why, as the library's
+    :class:`~qplan.compiler.plan.PlanError` does."""
+
+    def __init__(self, diagnostics: list[Any], text: str):
+        self.diagnostics = diagnostics
+        super().__init__(text)
 
 
 def decode_plan(path: str, data: bytes) -> Any:
-    """The plan in `data` (read from `path`); a usage error when it is not a valid plan."""
+    """The plan in `data` (read from `path`); a usage error with the plan's diagnostics when it is not
+    a valid plan (the same lines ``load_plan`` raises)."""
+    from qplan.compiler.plan import PlanError
     from qplan.compiler.plan import decode_plan as decode
 
     try:
-        return decode(data)
-    except ValueError as e:  # msgspec's DecodeError and ValidationError are ValueErrors
-        raise UsageError(f"`{path}` is not a valid plan: {e}") from None
+        return decode(data, path)
+    except PlanError as e:
+        raise PlanInputError(e.diagnostics, str(e)) from None

@@ -106,6 +106,29 @@ CODES: dict[str, CodeInfo] = {
         why="`dynamic` computes qparams per forward and is for activations only.",
         fix="Use `static` or `default` for weights.",
     ),
+    "plan-syntax": CodeInfo(
+        level="error",
+        what="A plan file is not valid JSON (for example a truncated file); reported at its line and column.",
+        why="A plan is read whole before anything runs; a broken file cannot be trusted in part.",
+        fix="Regenerate the plan with `qplan compile-plan CONFIG --model M:F -o PLAN`.",
+    ),
+    "unsupported-plan": CodeInfo(
+        level="error",
+        what="A JSON file given as a plan is not a qplan plan: its `format` is not `qplan.plan`, or its "
+        "`version` is one this qplan does not read.",
+        why="Plans of another format or version may mean something else; qplan reads only the format it writes.",
+        fix="Pass a plan written by this qplan version (`format: qplan.plan`), or recompile it from its config.",
+    ),
+    "invalid-plan": CodeInfo(
+        level="error",
+        what="A plan breaks a rule of the plan format: a field of the wrong type or value, a spec the config "
+        "language refuses (such as `float_range: [5.0, 1.0]`), a duplicate quantizer id, address or reader, "
+        "or a reference (spec id, qparams group) that does not resolve. The JSON path says where.",
+        why="Plans are applied as written; a hand-edited plan with a broken spec or a duplicated entry would "
+        "quantize wrongly without a word.",
+        fix="Change the config and recompile instead of editing plans by hand; `qplan schema --plan` prints "
+        "the plan's JSON Schema.",
+    ),
 }
 
 

@@ -61,7 +61,7 @@ def _as_plan_or_config(obj: Any) -> Any:
         path = Path(obj)
         data = path.read_bytes()
         if path.suffix == ".json" and b'"qplan.plan"' in data:
-            return decode_plan(data)
+            return decode_plan(data, str(path))
         from qplan.schema.loader import load_config
 
         return load_config(path)  # keeps file positions for the plan's provenance

@@ -78,13 +78,14 @@ class _Walker(Reporter):
                 help=hint,
             )
             return INVALID
-        from qplan.plan_format import PLAN_FORMAT
+        from qplan.plan_format import PLAN_FORMAT, looks_like_plan
 
-        if doc.get("format") == PLAN_FORMAT and "quantization_config" not in doc:
+        if looks_like_plan(doc):
             source = doc.get("config", {}).get("source") if isinstance(doc.get("config"), dict) else None
+            odd = "" if doc.get("format") == PLAN_FORMAT else f", format `{doc.get('format')}`"
             self.report(
                 "invalid-type",
-                "this is a qplan plan (written by `qplan compile-plan`), not a config",
+                f"this is a qplan plan (written by `qplan compile-plan`{odd}), not a config",
                 (),
                 help=f"pass the config it was compiled from (`{source}`)"
                 if isinstance(source, str)
