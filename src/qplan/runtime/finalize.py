@@ -35,13 +35,13 @@ from torch import fx, nn
 
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
-from qplan.runtime.fake_quant import FakeQuantize
+from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, uncalibrated_message
 from qplan.runtime.fold import FOLD_META, materialize_folds
 from qplan.runtime.graph import batch_dynamic_shapes
 from qplan.runtime.match import EntryPlacement
 from qplan.runtime.numerics import float_codes, float_round
 
-__all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "QplanFinalizeWarning"]
+__all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "unobserved_activations"]
 
 _qd = torch.ops.quantized_decomposed
 
@@ -52,12 +52,9 @@ class Prepared(Protocol):
     plan: Any
     prepared: nn.Module | None
     placements: list[EntryPlacement]
+    fake_quants: dict[str, FakeQuantize]
     example_inputs: tuple
     dynamic_batch: bool
-
-
-class QplanFinalizeWarning(UserWarning):
-    """A fake-quant was finalized with qparams it never observed."""
 
 
 def _uses_registered_op(fq: FakeQuantize) -> bool:
@@ -147,6 +144,7 @@ def _frozen(fq: FakeQuantize) -> FakeQuantize:
     fq = copy.deepcopy(fq)
     fq.enable_observer(False)
     fq.enable_fake_quant(True)
+    fq.allow_uncalibrated = True  # checked (or allowed) once, up front, by `finalize`
     fq.eval()
     return fq
 
@@ -163,14 +161,17 @@ def _weight_module(fq: FakeQuantize, w: torch.Tensor, own: bool, name: str) -> t
 
 
 def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
-    fq = _frozen(fq)
-    if not fq.dynamic and not fq._observed:
-        warnings.warn(
-            f"fake-quant `{name}` never observed a value (no calibration reached it); its qparams are the defaults",
-            QplanFinalizeWarning,
-            stacklevel=3,
-        )
-    return QuantizeDequantize(fq)
+    return QuantizeDequantize(_frozen(fq))
+
+
+def unobserved_activations(quantizer: Prepared) -> list[str]:
+    """Plan addresses of the activation fake-quants with stored qparams that never observed a value."""
+    out: list[str] = []
+    for p in quantizer.placements:
+        fq = quantizer.fake_quants.get(p.name)
+        if p.entry.role != "state" and fq is not None and not fq.dynamic and not fq._observed:
+            out.append(p.entry.address)
+    return list(dict.fromkeys(out))
 
 
 def _aliases(root: nn.Module, t: torch.Tensor) -> list[tuple[nn.Module, str]]:
@@ -285,10 +286,16 @@ def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
     gm.recompile()
 
 
-def finalize(quantizer: Prepared) -> torch.export.ExportedProgram:
-    """Export ``quantizer.prepared`` with quantized weights and (de)quantize ops (module docstring)."""
+def finalize(quantizer: Prepared, *, allow_uncalibrated: bool = False) -> torch.export.ExportedProgram:
+    """Export ``quantizer.prepared`` with quantized weights and (de)quantize ops (module docstring).
+
+    Activation fake-quants that never observed a value raise :class:`UncalibratedError` (all named
+    at once) unless ``allow_uncalibrated``; weights never observed are observed here."""
     if quantizer.plan is None or quantizer.prepared is None:
         raise QplanError("call `prepare(example_inputs)` first")
+    missing = unobserved_activations(quantizer)
+    if missing and not allow_uncalibrated:
+        raise UncalibratedError(uncalibrated_message(missing, "q.finalize(allow_uncalibrated=True)"))
     if quantizer.plan.mode == "graph":
         module = _finalize_graph(quantizer)
     else:
