@@ -18,6 +18,11 @@ the frozen qparams, then the model is exported again:
   activations, ``minval``, fp4) keeps the fake-quant arithmetic with its observer off, traced into
   plain ops.
 
+The finalized program computes bit for bit what the prepared model computes in inference mode: the
+plain-op paths are :mod:`qplan.runtime.numerics`, and the ``quantized_decomposed`` ops compute the same
+operations in the same order (``round(x·(1/s)) + zp``, clamp, ``(q - zp)·s``); see
+``tests/runtime/test_bit_identity.py``.
+
 Loading a saved program needs the ``quantized_decomposed`` ops registered: use
 :func:`load_program` (or import :mod:`qplan.runtime.finalize` before ``torch.export.load``).
 """
