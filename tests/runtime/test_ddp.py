@@ -1,5 +1,5 @@
 """Observers under DistributedDataParallel: two CPU ranks (gloo, localhost) with different data end with
-identical qparams and weights."""
+identical qparams and weights, after QAT steps and after PTQ calibration (eval mode) alike (SPEC §4)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from qplan import models
 from qplan.compiler.plan import ResolvedSpec
 from qplan.runtime.fake_quant import make_fake_quantize
+from qplan.runtime.quantizer import Quantizer
+from qplan.schema.types import QuantizerConfig
 
 WORLD = 2
 STEPS = 4
@@ -56,10 +59,14 @@ def _batch(rank: int, step: int) -> torch.Tensor:
     return torch.randn(4, 8, generator=g) * (1 + 3 * rank)  # rank 1 sees a much wider range
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
+def _init(rank: int, port: int) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=__import__("datetime").timedelta(seconds=60))
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    _init(rank, port)
     try:
         torch.manual_seed(0)
         model = nn.parallel.DistributedDataParallel(_QLinear())
@@ -76,18 +83,42 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _calibrated_state(rank: int, mode: str) -> dict[str, torch.Tensor]:
+    """PTQ: prepare the bundled MLP, calibrate it on this rank's data in `calibration_mode()` (eval)."""
+    torch.manual_seed(0)
+    model, args = models.mlp(n_layers=2)
+    q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode(mode))
+    p = q.prepare(args)
+    q.calibration_mode()
+    assert not p.training
+    with torch.no_grad():
+        for step in range(STEPS):
+            g = torch.Generator().manual_seed(1000 * rank + step)
+            p(torch.randn(args[0].shape, generator=g) * (1 + 3 * rank))
+    out: dict[str, torch.Tensor] = {}
+    for name, fq in q.fake_quants.items():
+        out.update({f"{name}.{k}": v.detach().clone() for k, v in fq.state_dict().items()})
+    return out
+
+
+def _calibration_worker(rank: int, port: int, out_dir: str, mode: str) -> None:
+    _init(rank, port)
+    try:
+        torch.save(_calibrated_state(rank, mode), os.path.join(out_dir, f"calib{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_ddp_ranks_agree_on_qparams(tmp_path):
+def _spawn(worker, *args) -> None:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is unavailable")
-    ctx = mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
-    )
+    ctx = mp.start_processes(worker, args=(_free_port(), *args), nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
@@ -95,6 +126,25 @@ def test_ddp_ranks_agree_on_qparams(tmp_path):
                 if p.is_alive():
                     p.kill()
             pytest.fail(f"DDP workers did not finish within {TIMEOUT_S}s")
+
+
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_ddp_ranks_agree_on_qparams_after_calibration(mode: str, tmp_path):
+    """`calibration_mode()` puts the model in eval mode; observers still reduce ranges across ranks."""
+    _spawn(_calibration_worker, str(tmp_path), mode)
+    states = [torch.load(tmp_path / f"calib{r}.pt") for r in range(WORLD)]
+    assert states[0].keys() == states[1].keys()
+    scales = [k for k in states[0] if k.endswith(".scale")]
+    assert scales
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), f"`{key}` differs across ranks"
+    # rank 0 calibrated alone holds other activation qparams: the ranks did reduce their ranges
+    alone = _calibrated_state(0, mode)
+    assert any(not torch.equal(alone[k], states[0][k]) for k in scales)
+
+
+def test_ddp_ranks_agree_on_qparams(tmp_path):
+    _spawn(_worker, str(tmp_path))
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     assert states[0].keys() == states[1].keys()
     for key in states[0]:

@@ -116,7 +116,7 @@ PER_BLOCK_CASES = [
     ((8, 32), 8, 1, "state", (1, 8)),
     ((8, 32), (4, -1), None, "state", (4, 32)),
     ((8, 4, 3, 3), 2, 1, "state", (1, 2, 3, 3)),  # conv weight: kernel dims stay whole
-    ((4, 6, 16), 4, 2, "input", (1, 1, 4)),  # activation: every other dim collapses
+    ((4, 6, 16), 4, 2, "input", (4, 1, 4)),  # activation: other dims collapse but the batch, which one block spans
     ((8, 32), (2, 16), None, "state", (2, 16)),
 ]
 
@@ -391,9 +391,9 @@ def test_dynamic_per_block_accepts_any_batch():
     fq = make_fake_quantize(spec(qparam_calculator="dynamic", granularity="per_block", block_size=4, axis=1), (2, 8))
     for b in (2, 5):
         x = rand((b, 8), seed=b)
-        scale, zp, qmin, qmax = ref_qparams(x, "int8", "symmetric", (1, 4))
+        scale, zp, qmin, qmax = ref_qparams(x, "int8", "symmetric", (b, 4))  # blocks span the batch
         torch.testing.assert_close(
-            fq(x), ref_fake_quant_torchao(x, "int8", scale, zp, (1, 4), qmin, qmax), rtol=0, atol=1e-6
+            fq(x), ref_fake_quant_torchao(x, "int8", scale, zp, (b, 4), qmin, qmax), rtol=0, atol=1e-6
         )
 
 
@@ -419,7 +419,35 @@ def test_activation_batch_size_may_change():
 def test_per_block_shape_mismatch_is_a_clear_error():
     fq = make_fake_quantize(spec(granularity="per_block", block_size=2, axis=1), (4, 8))
     with pytest.raises(ValueError, match="does not fit"):
-        fq(rand((5, 8)))
+        fq(rand((4, 6)))
+
+
+@pytest.mark.parametrize("bs", [4, (-1, 1, 4), (2, 1, 4), (1, 1, 4)])
+def test_per_block_activations_take_any_batch_size(bs):
+    """Issue 9: activation blocks never split the batch dimension, so the qparams (one block along the
+    batch) fit every batch size and every example of a batch shares its position's qparams."""
+    kw = dict(block_size=bs, axis=2) if isinstance(bs, int) else dict(block_size=bs)
+    if bs == (1, 1, 4):
+        with pytest.raises(ValueError, match="cannot block its batch dimension"):
+            make_fake_quantize(spec(granularity="per_block", **kw), (2, 3, 8), "a:in0")
+        return
+    fq = make_fake_quantize(spec(granularity="per_block", **kw), (2, 3, 8))
+    assert fq.qparams_shape == (1, 3, 2)
+    fq(rand((2, 3, 8)))
+    for b in (1, 5):
+        x = rand((b, 3, 8), seed=b)
+        scale, zp, qmin, qmax = ref_qparams(x, "int8", "symmetric", (b, 1, 4))
+        fq.enable_observer(True)
+        torch.testing.assert_close(
+            fq(x), ref_fake_quant_torchao(x, "int8", scale, zp, (b, 1, 4), qmin, qmax), rtol=0, atol=1e-6
+        )
+        fq.enable_observer(False)
+        assert fq(x).shape == x.shape
+
+
+def test_per_block_activation_axis_0_is_an_error():
+    with pytest.raises(ValueError, match=r"cannot block its batch dimension.*axis: -1"):
+        make_fake_quantize(spec(granularity="per_block", block_size=2, axis=0), (4, 8), "a:in0")
 
 
 # -------------------------------------------------------------------------------------- switches

@@ -157,6 +157,8 @@ def test_graph_weight_fake_quants_run_next_to_their_layer() -> None:
             cur = cur.next
     qe = Quantizer(model, QuantizerConfig().set_execution_mode("eager"))
     pe = qe.prepare(args)
+    q.training_mode()
+    qe.training_mode()
     for p in (gm, pe):
         p(*args).square().mean().backward()
     grads = {k: v.grad for k, v in pe.named_parameters()}
@@ -298,6 +300,9 @@ def test_unknown_op_in_eager_is_reported_once() -> None:
     q = Quantizer(model, QuantizerConfig.presets.w8a8().set_execution_mode("eager"))
     p = q.prepare((neg,))
     assert all("extra" not in e.address for e in q.plan.quantizers)
+    q.calibration_mode()
+    p(neg)  # calibrates every fake-quant; the branch with the unknown op is not taken
+    q.inference_mode()
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         p(neg)
@@ -344,10 +349,11 @@ def test_eager_prepared_model_is_a_module_that_moves_and_saves(tmp_path) -> None
     # Saves: the state dict (weights and fake-quant state) goes through a file into a fresh prepared model.
     torch.save(p.state_dict(), tmp_path / "prepared.pt")
     q2, fresh, _ = prepared()
-    q2.inference_mode()
+    q2.inference_mode(allow_uncalibrated=True)
     with torch.no_grad():
         assert not torch.allclose(fresh(*args), expected)  # uncalibrated: differs before loading
     fresh.load_state_dict(torch.load(tmp_path / "prepared.pt"))
+    q2.inference_mode()  # the loaded state counts as calibrated
     with torch.no_grad():
         torch.testing.assert_close(fresh(*args), expected, rtol=0, atol=0)
         clone = copy.deepcopy(p)

@@ -12,6 +12,8 @@ from typing import Any
 __all__ = [
     "Quantizer",
     "ScheduleError",
+    "ModeError",
+    "UncalibratedError",
     "PlanMismatchError",
     "QplanUnknownOpWarning",
     "load_plan",
@@ -21,6 +23,8 @@ __all__ = [
 _WHERE = {
     "Quantizer": "qplan.runtime.quantizer",
     "ScheduleError": "qplan.runtime.quantizer",
+    "ModeError": "qplan.runtime.quantizer",
+    "UncalibratedError": "qplan.runtime.fake_quant",
     "PlanMismatchError": "qplan.runtime.match",
     "QplanUnknownOpWarning": "qplan.runtime.interceptor",
     "load_plan": "qplan.compiler.plan",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from qplan.compiler.plan import ResolvedSpec
+from qplan.diagnostics import QplanError
 from qplan.runtime.layout import QParamLayout
 from qplan.runtime.numerics import Numerics, check_format, dequantize_codes_, float_codes, float_round, int_codes
 from qplan.runtime.observers import (
@@ -33,11 +34,32 @@ from qplan.runtime.observers import (
     symmetric_scale,
 )
 
-__all__ = ["FakeQuantize", "make_fake_quantize", "EMA_CONSTANT"]
+__all__ = ["FakeQuantize", "make_fake_quantize", "EMA_CONSTANT", "UncalibratedError", "uncalibrated_message"]
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class UncalibratedError(QplanError):
+    """An activation fake-quant quantized with qparams it never observed (the defaults, scale 1)."""
+
+
+CALIBRATE_HELP = (
+    "help: calibrate first (`q.calibration_mode()`, run representative inputs through the prepared model, "
+    "then `q.inference_mode()`) or train with `q.training_mode()`"
+)
+
+
+def uncalibrated_message(names: Sequence[str], opt_in: str) -> str:
+    """The error for fake-quants that never observed a value; ``opt_in`` names the call that allows it."""
+    shown = ", ".join(f"`{n}`" for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    what = "fake-quant" if len(names) == 1 else f"{len(names)} fake-quants"
+    return (
+        f"{what} {shown} never observed a value, so {'its' if len(names) == 1 else 'their'} qparams are the "
+        f"defaults (scale 1) and would wreck the output; {CALIBRATE_HELP}; to use the default qparams on "
+        f"purpose, call `{opt_in}`"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,6 +233,7 @@ class FakeQuantize(nn.Module):
         self._obs_on = True
         self._fq_on = True
         self._observed = False
+        self.allow_uncalibrated = False  # quantize with never-observed (default) qparams without raising
         self.register_buffer("observer_enabled", torch.ones(1, dtype=torch.uint8))
         self.register_buffer("fake_quant_enabled", torch.ones(1, dtype=torch.uint8))
         self.register_buffer("observed", torch.zeros(1, dtype=torch.uint8))
@@ -249,6 +272,7 @@ class FakeQuantize(nn.Module):
         super().__setstate__(state)
         if "_fast" not in self.__dict__:  # pickled before the hot-path constants existed
             self._setup_hot_path()
+        self.__dict__.setdefault("allow_uncalibrated", False)
 
     def _qviews(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(scale, 1/scale, zero_point | minval | None)`` buffers, viewed to broadcast against the
@@ -301,6 +325,17 @@ class FakeQuantize(nn.Module):
         self.enable_observer(sch.observer_on(step))
         self.enable_fake_quant(sch.fake_quant_on(step))
 
+    def _unobserved(self, x: torch.Tensor) -> None:
+        """Fake-quant on, observer off, nothing observed yet: a weight observes itself once (its range
+        needs no data, as in finalize); an activation raises :class:`UncalibratedError` unless
+        :attr:`allow_uncalibrated` is set."""
+        if self.is_weight:
+            self._observe(x)
+        elif not self.allow_uncalibrated:
+            raise UncalibratedError(
+                uncalibrated_message([self.name or "?"], "q.inference_mode(allow_uncalibrated=True)")
+            )
+
     def _set_observed(self) -> None:
         self._observed = True
         self.observed.fill_(1)
@@ -324,6 +359,8 @@ class FakeQuantize(nn.Module):
                 return _C_APPLY_OBSERVE_INT(x, self)
             if self._obs_on and not self._frozen_range:
                 self._observe_int(x.detach(), self._buffers)
+            elif not self._observed:
+                self._unobserved(x)
             apply = _FakeQuantInt.apply if traced else _C_APPLY_INT
             return apply(x, *self._stored_int_args())
         if not self._fq_on:
@@ -353,6 +390,8 @@ class FakeQuantize(nn.Module):
         if self._fast:
             if self._obs_on:
                 self._observe(x)
+            elif not self._observed:
+                self._unobserved(x)
             args = self._stored_int_args()
             if _is_compiling() or _functorch_active():
                 return _FakeQuantInt.apply(x, *args)
@@ -364,6 +403,8 @@ class FakeQuantize(nn.Module):
         else:
             if self._obs_on:
                 self._observe(x)
+            elif not self._observed:
+                self._unobserved(x)
             scale, inv = self.scale, self._inv_scale
             offset = None if self.is_float else (self.minval if self.use_minval else self.zero_point)
         return self._fake_quant(x, scale, inv, offset)
@@ -423,7 +464,9 @@ class FakeQuantize(nn.Module):
     def _merge_range(self, bounds: torch.Tensor, cur: torch.Tensor, replace: bool) -> None:
         if replace and not self._observed:
             self._set_observed()
-        sync = not self.is_weight and self.training
+        # activation ranges are reduced across ranks whenever observed, in calibration (eval) as in
+        # training: every rank ends with the same qparams (SPEC §4)
+        sync = not self.is_weight
         merge_range(bounds, cur, replace=replace, ema=self._ema, sync=sync, fixed=self._fixed)
 
     # ------------------------------------------------------------------------------- qparams / storage

@@ -19,6 +19,11 @@ the frozen qparams, then the model is exported again:
   activations, ``minval``, fp4) keeps the fake-quant arithmetic with its observer off, traced into
   plain ops.
 
+The finalized program computes bit for bit what the prepared model computes in inference mode: the
+plain-op paths are :mod:`qplan.runtime.numerics`, and the ``quantized_decomposed`` ops compute the same
+operations in the same order (``round(x·(1/s)) + zp``, clamp, ``(q - zp)·s``); see
+``tests/runtime/test_bit_identity.py``.
+
 Loading a saved program needs the ``quantized_decomposed`` ops registered: use
 :func:`load_program` (or import :mod:`qplan.runtime.finalize` before ``torch.export.load``).
 """
@@ -37,14 +42,14 @@ from torch import fx, nn
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
 from qplan.runtime.export_errors import exporting
-from qplan.runtime.fake_quant import FakeQuantize
+from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, uncalibrated_message
 from qplan.runtime.fold import FOLD_META, materialize_folds
 from qplan.runtime.graph import batch_dynamic_shapes
 from qplan.runtime.match import EntryPlacement
 from qplan.runtime.numerics import float_codes, float_round
 from qplan.runtime.packing import pack_codes, packed_bits, unpack_codes
 
-__all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "QplanFinalizeWarning"]
+__all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "unobserved_activations"]
 
 _qd = torch.ops.quantized_decomposed
 
@@ -56,12 +61,9 @@ class Prepared(Protocol):
     model: nn.Module
     prepared: nn.Module | None
     placements: list[EntryPlacement]
+    fake_quants: dict[str, FakeQuantize]
     example_inputs: tuple
     dynamic_batch: bool
-
-
-class QplanFinalizeWarning(UserWarning):
-    """A fake-quant was finalized with qparams it never observed."""
 
 
 def _uses_registered_op(fq: FakeQuantize) -> bool:
@@ -173,6 +175,7 @@ def _frozen(fq: FakeQuantize) -> FakeQuantize:
     fq = copy.deepcopy(fq)
     fq.enable_observer(False)
     fq.enable_fake_quant(True)
+    fq.allow_uncalibrated = True  # checked (or allowed) once, up front, by `finalize`
     fq.eval()
     return fq
 
@@ -200,14 +203,17 @@ def _packed_storage(fq: FakeQuantize, q: torch.Tensor) -> tuple[torch.Tensor, tu
 
 
 def _activation_module(fq: FakeQuantize, name: str) -> QuantizeDequantize:
-    fq = _frozen(fq)
-    if not fq.dynamic and not fq._observed:
-        warnings.warn(
-            f"fake-quant `{name}` never observed a value (no calibration reached it); its qparams are the defaults",
-            QplanFinalizeWarning,
-            stacklevel=3,
-        )
-    return QuantizeDequantize(fq)
+    return QuantizeDequantize(_frozen(fq))
+
+
+def unobserved_activations(quantizer: Prepared) -> list[str]:
+    """Plan addresses of the activation fake-quants with stored qparams that never observed a value."""
+    out: list[str] = []
+    for p in quantizer.placements:
+        fq = quantizer.fake_quants.get(p.name)
+        if p.entry.role != "state" and fq is not None and not fq.dynamic and not fq._observed:
+            out.append(p.entry.address)
+    return list(dict.fromkeys(out))
 
 
 def _aliases(root: nn.Module, t: torch.Tensor) -> list[tuple[nn.Module, str]]:
@@ -325,17 +331,22 @@ def _drop_dead(gm: fx.GraphModule, read_before: set[str]) -> None:
 FORMATS = ("program", "module")
 
 
-def finalize(quantizer: Prepared, *, format: str = "program") -> Any:
+def finalize(quantizer: Prepared, *, format: str = "program", allow_uncalibrated: bool = False) -> Any:
     """The prepared model with quantized weights and (de)quantize ops (module docstring).
 
     ``format="program"`` exports it to a ``torch.export.ExportedProgram``; ``format="module"``
     returns the ``nn.Module`` itself (no export: for models export cannot trace), whose state_dict
-    holds the weights in their quantized dtypes.
+    holds the weights in their quantized dtypes. Activation fake-quants that never observed a value
+    raise :class:`UncalibratedError` (all named at once) unless ``allow_uncalibrated``; weights never
+    observed are observed here.
     """
     if format not in FORMATS:
         raise QplanError(f"unknown finalize format `{format}`; expected one of: {', '.join(FORMATS)}")
     if quantizer.plan is None or quantizer.prepared is None:
         raise QplanError("call `prepare(example_inputs)` first")
+    missing = unobserved_activations(quantizer)
+    if missing and not allow_uncalibrated:
+        raise UncalibratedError(uncalibrated_message(missing, "q.finalize(allow_uncalibrated=True)"))
     if quantizer.plan.mode == "graph":
         module = _finalize_graph(quantizer)
     else:

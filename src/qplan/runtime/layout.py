@@ -3,6 +3,10 @@
 It fixes the qparams' shape from the plan shape, the dims a range reduces over, and how qparams
 broadcast against the tensor. Per-block tensors are viewed with every dim split into
 ``(blocks, block length)``; per-block qparams are ``[n_0, n_1, ...]`` (blocks per dim, the torchao layout).
+
+Activations never block their batch dimension (dim 0): one block spans the whole batch, so every
+example of a batch shares the qparams of its position and the qparams' shape (``n_0 = 1``) does not
+depend on the batch size.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class QParamLayout:
         elif isinstance(bs, int):
             axis = self._check_axis(spec.axis, ndim)
             # weights: only the two leading (channel) dims split, kernel dims stay whole;
-            # activations: one block per position along every other dim.
+            # activations: one block per position along every other dim but the batch (dim 0).
             collapse = min(2, ndim) if is_weight else ndim
             block = list(shape)
             for i in range(collapse):
@@ -75,10 +79,23 @@ class QParamLayout:
             block[axis] = bs
         else:
             raise ValueError(f"per_block needs a block_size (`{self.name}`)")
+        if not is_weight and ndim:
+            self._span_batch(block, bs, shape)
         for b, d in zip(block, shape, strict=True):
             if b <= 0 or d % b:
                 raise ValueError(f"block_size {bs} does not divide shape {list(shape)} (`{self.name}`)")
         return tuple(block)
+
+    def _span_batch(self, block: list[int], bs: object, shape: tuple[int, ...]) -> None:
+        """Make an activation's first block span the whole batch dimension (in place)."""
+        explicit = isinstance(bs, (tuple, list)) and bs[0] not in (-1, shape[0])
+        if explicit or (isinstance(bs, int) and self._check_axis(self.spec.axis, len(shape)) == 0):
+            raise ValueError(
+                f"per-block activation `{self.name}` cannot block its batch dimension (dim 0, block_size {bs}): "
+                "activation blocks span the whole batch so that qparams do not depend on the batch size; "
+                "help: block another axis (for example `axis: -1`), or give dim 0 the block size -1"
+            )
+        block[0] = shape[0]
 
     def view_shape(self, shape: Sequence[int]) -> list[int]:
         """Split every dim into ``(blocks, block length)`` for per-block reductions and broadcasts."""

@@ -6,7 +6,9 @@ A range is a ``[2, *qparams_shape]`` float32 tensor ``(-min, max)``, both clampe
 ``moving_average`` is an EMA with constant :data:`EMA_CONSTANT` (the first observation initialises
 it); ``global_minmax`` keeps the min of mins and the max of maxes; ``dynamic`` keeps no state. A
 ``float_range`` bound that is not null replaces the observed one. Under DDP, activation ranges are
-all-reduced with ``MAX`` over ``(-min, max)`` before merging (weights are the same on every rank).
+all-reduced with ``MAX`` over ``(-min, max)`` before merging, at every observation in calibration
+(eval) and in training alike, so every rank calls the model the same number of times while observers
+are on (weights are the same on every rank and are not reduced).
 
 Scales are at least ``torch.finfo(float32).eps`` (integers) or the smallest normal float32 (floats),
 or a power of two (``e8m0``) for pow2 float formats.

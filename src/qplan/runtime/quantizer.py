@@ -26,17 +26,21 @@ from qplan.compiler.capture import capture
 from qplan.compiler.plan import Plan, decode_plan, load_plan
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import attach
-from qplan.runtime.fake_quant import FakeQuantize, make_fake_quantize
+from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, make_fake_quantize
 from qplan.runtime.fold import fold_batch_norms
 from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants, sink_fake_quants
 from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
 from qplan.schema.types import QATSchedule, QuantizerConfig
 
-__all__ = ["Quantizer", "ScheduleError", "load_plan"]
+__all__ = ["Quantizer", "ScheduleError", "ModeError", "UncalibratedError", "load_plan"]
 
 
 class ScheduleError(QplanError):
     """A manual observer/fake-quant switch was used while the plan carries QAT schedules."""
+
+
+class ModeError(QplanError):
+    """A call that needs another mode: ``step()`` outside training mode."""
 
 
 def _capture_mode(mode: object) -> Literal["graph", "eager"]:
@@ -163,7 +167,7 @@ class Quantizer:
         if self.model.training:
             self.training_mode()
         else:
-            self.inference_mode()
+            self.inference_mode()  # nothing observed yet: running it raises until calibrated
         return prepared
 
     def _prepare_graph(self, work: nn.Module, args: tuple, cap: Any, plan: Plan) -> nn.Module:
@@ -244,11 +248,16 @@ class Quantizer:
             m.enable_observer(observer)
             m.enable_fake_quant(fake_quant)
 
+    def _allow_uncalibrated(self, allow: bool) -> None:
+        for m in self._unique:
+            m.allow_uncalibrated = allow
+
     def calibration_mode(self) -> nn.Module:
         """Eval mode, observers on, fake-quant off."""
         prepared = self._require_prepared()
         prepared.eval()
         self._set(self._unique, True, False)
+        self._allow_uncalibrated(False)
         return prepared
 
     def training_mode(self) -> nn.Module:
@@ -257,19 +266,35 @@ class Quantizer:
         prepared.train()
         self._set(self._unscheduled, True, True)
         self._apply_schedules()
+        self._allow_uncalibrated(False)
         return prepared
 
-    def inference_mode(self) -> nn.Module:
-        """Eval mode, observers off, fake-quant on: what :meth:`finalize` reproduces."""
+    def inference_mode(self, *, allow_uncalibrated: bool = False) -> nn.Module:
+        """Eval mode, observers off, fake-quant on: what :meth:`finalize` reproduces.
+
+        Running the prepared model then raises :class:`UncalibratedError` at the first activation
+        fake-quant that never observed a value (weights observe themselves), unless
+        ``allow_uncalibrated`` (quantize with the default qparams, scale 1, on purpose)."""
         prepared = self._require_prepared()
         prepared.eval()
         self._set(self._unique, False, True)
+        self._allow_uncalibrated(allow_uncalibrated)
         return prepared
 
     eval_mode = inference_mode
 
     def step(self) -> int:
-        """Advance the QAT step counter, then apply every schedule at the new step; returns the step."""
+        """Advance the QAT step counter, then apply every schedule at the new step; returns the step.
+
+        Only in training mode: in calibration or inference mode it raises :class:`ModeError` (a
+        schedule would switch fake-quant or observers back on behind the mode's back)."""
+        prepared = self._require_prepared()
+        if not prepared.training:
+            raise ModeError(
+                "`step()` advances the QAT schedules and is only allowed in training mode, but the prepared "
+                "model is in eval mode (`calibration_mode()` or `inference_mode()`); help: call "
+                "`q.training_mode()` before the training loop that calls `step()`"
+            )
         self.step_count += 1
         self._apply_schedules()
         return self.step_count
@@ -307,14 +332,21 @@ class Quantizer:
 
     # ---------------------------------------------------------------------------------- finalize
     @overload
-    def finalize(self, *, format: Literal["program"] = "program") -> torch.export.ExportedProgram: ...
+    def finalize(
+        self, *, format: Literal["program"] = "program", allow_uncalibrated: bool = False
+    ) -> torch.export.ExportedProgram: ...
     @overload
-    def finalize(self, *, format: Literal["module"]) -> nn.Module: ...
+    def finalize(self, *, format: Literal["module"], allow_uncalibrated: bool = False) -> nn.Module: ...
 
-    def finalize(self, *, format: str = "program") -> torch.export.ExportedProgram | nn.Module:
+    def finalize(
+        self, *, format: str = "program", allow_uncalibrated: bool = False
+    ) -> torch.export.ExportedProgram | nn.Module:
         """The model with weights stored quantized and (de)quantize ops: an exported program, or with
-        ``format="module"`` an ``nn.Module`` (for models `torch.export` cannot trace; see `finalize`)."""
+        ``format="module"`` an ``nn.Module`` (for models `torch.export` cannot trace; see `finalize`).
+
+        Raises :class:`UncalibratedError` naming every activation fake-quant that never observed a
+        value, unless ``allow_uncalibrated`` (bake the default qparams, scale 1, in on purpose)."""
         from qplan.runtime.finalize import finalize  # loads torch's quantized_decomposed ops: only when used
 
         self._require_prepared()
-        return finalize(self, format=format)
+        return finalize(self, format=format, allow_uncalibrated=allow_uncalibrated)
