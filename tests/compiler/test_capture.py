@@ -582,6 +582,8 @@ def test_linear_maps_in_other_clothes_are_compute_ops_with_weights():
     bag = ops["bag.embedding_bag"]  # graph mode used to drop this op: 2-D indices are reshaped inside
     assert [(i.source, i.dtype) for i in bag.inputs] == [(":in0", "int64")]
     assert bag.states == {"weight": "bag.weight"} and len(bag.outputs) == 1
+    for consumer, node in g.input_edges["bag.embedding_bag:in0"]:  # where the runtime inserts
+        assert node in consumer.all_input_nodes and node.name == "idx"
     assert ops["erf"].op_type == "erf"  # graph mode said `special_erf`
     addmm = ops["addmm"]
     assert [i.source for i in addmm.inputs] == ["erf:out0"]

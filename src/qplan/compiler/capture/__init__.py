@@ -31,7 +31,10 @@ Rules (both modes):
 * ``ignore`` ops (``arange``, ``zeros_like``, ``torch.tensor``, ``x[i] = y``) and non-candidates
   produce untracked values: a reader of one has source ``None``.
 * **inputs** are the tensor arguments, named by the op's signature and ordered by the op
-  table's input slots (``cat``: one input per list element). A parameter/buffer in a state slot
+  table's input slots (``cat``: one input per list element). When export splits a call into
+  several aten nodes and one of them is the op itself (``F.embedding_bag`` on 2-D indices:
+  ``arange``, ``reshape``, ``embedding_bag``), that node's schema names the arguments, and an
+  argument computed inside the call stands for the one tensor it comes from. A parameter/buffer in a state slot
   (``linear`` ``weight``/``bias``) is a state, not an input; a float parameter read by any other
   slot stays an input (source = its fqn) and is also a state named after its attribute
   (``x * self.scale`` → ``states={"scale": "blk.scale"}``). Tied parameters have one fqn, the

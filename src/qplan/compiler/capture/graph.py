@@ -277,12 +277,13 @@ class _GraphWalk:
         for x in flat_nodes(arg):
             if not is_tensor_node(x):
                 continue
+            user = consumer
             if x in members:
                 outside = _entering(x, members)
                 if len(outside) != 1:
                     continue
-                x = outside[0]
-            found.append(CallArg(name, self._src(x), node_value(x), (consumer, x)))
+                user, x = outside[0]
+            found.append(CallArg(name, self._src(x), node_value(x), (user, x)))
         return found
 
     def _record(self, call: _GroupCall, name: str, module: str, args: list[CallArg], outs: list[TensorOut]) -> None:
@@ -312,19 +313,21 @@ class _GraphWalk:
         )
 
 
-def _entering(node: Node, members: set[Node]) -> list[Node]:
-    """The tensor nodes from outside `members` that `node` (a member) is computed from."""
-    found: list[Node] = []
+def _entering(node: Node, members: set[Node]) -> list[tuple[Node, Node]]:
+    """(member consuming it, node) for each tensor node from outside `members` that `node` (a
+    member) is computed from: the edges where those values enter the group."""
+    found: list[tuple[Node, Node]] = []
     stack, seen = [node], {node}
     while stack:
-        for x in stack.pop().all_input_nodes:
+        user = stack.pop()
+        for x in user.all_input_nodes:
             if x in seen:
                 continue
             seen.add(x)
             if x in members:
                 stack.append(x)
             elif is_tensor_node(x):
-                found.append(x)
+                found.append((user, x))
     return found
 
 
