@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
+import torch.fx._pytree as fx_pytree
+import torch.utils._pytree as pytree
 from torch import nn
 
 __all__ = ["LIBRARIES", "libraries_of", "register_output_types"]
@@ -22,7 +25,35 @@ def _transformers() -> None:
     module = importlib.import_module("transformers.integrations.executorch")
     register: Callable[[], None] | None = getattr(module, "register_dynamic_cache_export_support", None)
     if register is not None:
-        register()
+        register()  # DynamicCache, by transformers itself
+    _register_encoder_decoder_cache()
+
+
+def _register_encoder_decoder_cache() -> None:
+    """`EncoderDecoderCache` (BART, T5, Whisper, ...) holds two `DynamicCache`s: flatten it into
+    them, so export sees the tensors through transformers' own DynamicCache flattening."""
+    cache_utils = importlib.import_module("transformers.cache_utils")
+    cls = getattr(cache_utils, "EncoderDecoderCache", None)
+    if cls is None or cls in pytree.SUPPORTED_NODES:
+        return
+
+    def children(cache: Any) -> list[Any]:
+        return [cache.self_attention_cache, cache.cross_attention_cache]
+
+    pytree.register_pytree_node(
+        cls,
+        lambda cache: (children(cache), None),
+        lambda values, _: cls(*values),
+        serialized_type_name=f"{cls.__module__}.{cls.__name__}",
+        flatten_with_keys_fn=lambda cache: (
+            [(pytree.GetAttrKey(name), c) for name, c in zip(_EDC_FIELDS, children(cache), strict=True)],
+            None,
+        ),
+    )
+    fx_pytree.register_pytree_flatten_spec(cls, lambda cache, spec: children(cache))
+
+
+_EDC_FIELDS = ("self_attention_cache", "cross_attention_cache")
 
 
 #: library (top-level package of a model's classes) -> the registration its outputs need
