@@ -167,7 +167,7 @@ def inventory_key(model: Any, example_inputs: Any, mode: str, extra_modules: Ite
         _add_code(add, model, extra_modules)
         _add_structure(add, model)
         _add_inputs(add, "in", example_inputs)
-    except _Uncacheable:
+    except (_Uncacheable, RecursionError):  # RecursionError: an attribute that contains itself
         return None
     return h.hexdigest()
 
