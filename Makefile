@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_capture.py -o benchmarks/results/capture.md
 	$(BIN)/python benchmarks/bench_compile.py -o benchmarks/results/compile.md
+	$(BIN)/python benchmarks/bench_recompile.py -o benchmarks/results/recompile.md
 	$(BIN)/python benchmarks/bench_demo.py -o benchmarks/results/demo.md
 	$(BIN)/python benchmarks/bench_qat.py -o benchmarks/results/qat.md
 	$(BIN)/python benchmarks/bench_validate.py -o benchmarks/results/validate.md

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compile-plan": "qplan.cli.commands.compile_plan",
     "diff": "qplan.cli.commands.diff",
     "explain": "qplan.cli.commands.explain",
+    "lint": "qplan.cli.commands.lint",
     "demo": "qplan.cli.commands.demo",
     "export": "qplan.cli.commands.export",
     "import": "qplan.cli.commands.import_ct",

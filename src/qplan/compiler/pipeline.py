@@ -42,7 +42,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -65,6 +65,9 @@ from qplan.compiler.share_weights import share_weights
 from qplan.compiler.state import TABLES, State
 from qplan.diagnostics import CompileError, Diagnostic, sort_key
 from qplan.schema.types import ExecutionMode, QuantizerConfig
+
+if TYPE_CHECKING:
+    from qplan.compiler.inventory_cache import InventoryCache
 
 __all__ = ["PASSES", "Pass", "run_passes", "compile_inventory", "compile_plan", "config_source"]
 
@@ -197,11 +200,21 @@ def _named_as(d: Diagnostic, name: str) -> Diagnostic:
     return msgspec.structs.replace(d, span=msgspec.structs.replace(d.span, file=name))
 
 
-def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None, *, strict: bool = False) -> Plan:
+def compile_plan(
+    model: Any,
+    config: Any,
+    example_inputs: Any,
+    mode: Any = None,
+    *,
+    strict: bool = False,
+    cache: InventoryCache | None = None,
+) -> Plan:
     """Capture `model` on `example_inputs` (never modifying it) and compile `config` into a plan.
 
     `config` is a :class:`QuantizerConfig`, a ``LoadedConfig`` (``qplan.schema.loader.load_config``),
-    a path or YAML/JSON text; `mode` defaults to the config's ``execution_mode``.
+    a path or YAML/JSON text; `mode` defaults to the config's ``execution_mode``. With `cache`
+    (an :class:`~qplan.compiler.inventory_cache.InventoryCache`), a model captured before is
+    read from it instead of captured again.
     """
     from qplan.compiler.capture import capture
 
@@ -209,7 +222,10 @@ def compile_plan(model: Any, config: Any, example_inputs: Any, mode: Any = None,
         config = _load(config)
     cfg = config_source(config)[0]
     mode = str(ExecutionMode.parse(mode if mode is not None else cfg.execution_mode))
-    inventory = capture(model, example_inputs, mode).inventory
+    if cache is not None:
+        inventory = cache.capture(model, example_inputs, mode)
+    else:
+        inventory = capture(model, example_inputs, mode).inventory
     return compile_inventory(inventory, config, strict=strict)
 
 

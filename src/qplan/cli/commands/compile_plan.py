@@ -16,7 +16,7 @@ import msgspec
 from qplan.cli.exits import EXIT_FAIL, EXIT_OK, UsageError, emit_diagnostics, errors_in_default_format
 from qplan.cli.inputs import load_factory
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "add_cache_argument", "inventory_cache", "located"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stdout format (default: table on a terminal or with -o, json otherwise)",
     )
     p.add_argument("--strict", action="store_true", help="turn warnings into errors")
+    add_cache_argument(p)
     p.set_defaults(run=run)
+
+
+def add_cache_argument(p: argparse.ArgumentParser) -> None:
+    """``--no-cache``: the commands that capture a model read and write the inventory cache."""
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="capture the model even when the inventory cache has it, and store nothing "
+        "(cache: $QPLAN_CACHE_DIR, else $XDG_CACHE_HOME/qplan or ~/.cache/qplan)",
+    )
+
+
+def inventory_cache(args: argparse.Namespace) -> Any:
+    """The inventory cache for `args` (keyed also by the ``--model`` factory's module), or None."""
+    if args.no_cache:
+        return None
+    from qplan.compiler.inventory_cache import InventoryCache
+
+    return InventoryCache(extra_modules=(args.model.partition(":")[0],))
 
 
 @errors_in_default_format
@@ -54,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"refusing to overwrite the config `{args.config}` with the plan")
     loaded = load_config(Path(args.config))  # always a path, never YAML text (a directory is unreadable)
     model, example_inputs = load_factory(args.model)
-    plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict)
+    plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict, cache=inventory_cache(args))
     data = encode_plan(plan)
     if args.output:
         try:
@@ -67,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "table":
         render_plan_summary(plan, sys.stdout)
         if plan.diagnostics:  # shown under the config path as given, so `full` can quote its lines
-            emit_diagnostics([_located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
+            emit_diagnostics([located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
         print(
             f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
             + (f"; plan written to {args.output}" if args.output else "")
@@ -75,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAIL if any(d.level == "error" for d in plan.diagnostics) else EXIT_OK
 
 
-def _located(d: Any, name: str, path: str) -> Any:
+def located(d: Any, name: str, path: str) -> Any:
     """`d` with a span in the config named `name` (as the plan names it) moved to `path`."""
     if d.span is None or d.span.file != name or name == path:
         return d

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b", metavar="B", help="plan JSON, or a config with --model")
     p.add_argument("--model", metavar="MODULE:FACTORY", help="compile config arguments against this model")
     p.add_argument("--mode", choices=("graph", "eager"), default=None, help="capture mode for configs")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--format", choices=("text", "json", "markdown", "github"), default="text")
     p.set_defaults(run=run)
 
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     a = _load_plan_or_compile(args.a, args.model, args.mode, cache)
     b = _load_plan_or_compile(args.b, args.model, args.mode, cache)
     d = diff_plans(a, b)
-    sys.stdout.write(render_diff(d, args.format, args.a, args.b))
+    sys.stdout.write(render_diff(d, args.format, args.a, args.b, (a, b)))
     return EXIT_OK if d.equal else EXIT_FAIL
 
 

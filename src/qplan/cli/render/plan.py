@@ -72,8 +72,11 @@ def render_plan_summary(plan: Any, stream: IO[str]) -> None:
     console.print(t)
 
 
-def render_diff(d: Any, fmt: str, a_name: str, b_name: str) -> str:
-    """`text`, `markdown` or `json` rendering of a :class:`~qplan.compiler.diff.PlanDiff`."""
+def render_diff(d: Any, fmt: str, a_name: str, b_name: str, plans: tuple[Any, Any] | None = None) -> str:
+    """`text`, `markdown`, `json` or `github` rendering of a :class:`~qplan.compiler.diff.PlanDiff`
+    (`github` reads the rules' locations from `plans`, the two plans compared)."""
+    if fmt == "github":
+        return _github_diff(d, a_name, b_name, plans)
     if fmt == "json":
         out = msgspec.to_builtins(d)
         out["equal"] = d.equal
@@ -117,6 +120,61 @@ def _diff_entries(items: list[Any], kind: str, mark: str, md: bool) -> list[str]
             else:
                 lines.append(f"  {mark} {e.address}  ({spec.get('role')}, {desc})")
     return lines
+
+
+def _github_diff(d: Any, a_name: str, b_name: str, plans: tuple[Any, Any] | None) -> str:
+    """GitHub workflow commands: one ``::warning`` per entry that differs, at the config line of
+    the rule that decides it (for a removed entry, the rule in plan A's config), then a notice."""
+    from qplan.cli.render.diagnostics import _escape_data, _escape_property
+
+    where_a = {q.address: q.provenance.source for q in reversed(plans[0].quantizers)} if plans else {}
+    where_b = {q.address: q.provenance.source for q in reversed(plans[1].quantizers)} if plans else {}
+    lines: list[str] = []
+
+    def annotate(title: str, message: str, source: str | None) -> None:
+        props = [f"title={_escape_property(title)}", *_github_location(source)]
+        lines.append(f"::warning {','.join(props)}::{_escape_data(message)}")
+
+    for c in (*d.plan, *d.config):
+        if c.field.startswith("config."):
+            continue  # informative only: differing config files are what a diff of configs compares
+        annotate(f"qplan diff: {c.field}", f"{c.field}: {c.a} -> {c.b}", None)
+    for e in d.entries:
+        if e.kind == "changed":
+            message = f"{e.address} changed:\n" + "\n".join(f"{c.field}: {c.a} -> {c.b}" for c in e.changes)
+            annotate(f"qplan diff: {e.address} changed", message, where_b.get(e.address))
+        else:
+            entry = e.entry or {}
+            desc = f"{entry.get('role')}, {entry.get('spec.dtype')} {entry.get('spec.granularity')}"
+            rule = f"\nrule: {entry['rule']}" if entry.get("rule") else ""
+            where = where_b if e.kind == "added" else where_a
+            annotate(f"qplan diff: {e.address} {e.kind}", f"{e.address} {e.kind} ({desc}){rule}", where.get(e.address))
+    for title, names in (("decision added", d.decisions_added), ("decision removed", d.decisions_removed)):
+        lines += [f"::notice title={_escape_property(f'qplan diff: {title}')}::{_escape_data(x)}" for x in names]
+    lines.append(
+        f"::notice title={_escape_property('qplan diff')}::{_escape_data(f'{a_name} -> {b_name}: {d.summary()}')}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _github_location(source: str | None) -> list[str]:
+    """``file=,line=,col=`` properties for a provenance ``file:line`` (col: the line's first
+    non-blank character when the file is readable); none without a source."""
+    from qplan.cli.render.diagnostics import _escape_property
+
+    if not source:
+        return []
+    file, _, line = source.rpartition(":")
+    if not file or not line.isdigit():
+        return []
+    props = [f"file={_escape_property(file)}", f"line={line}"]
+    try:
+        with open(file, encoding="utf-8-sig") as f:
+            text = f.read().splitlines()[int(line) - 1]
+        props.append(f"col={len(text) - len(text.lstrip()) + 1}")
+    except (OSError, ValueError, IndexError):
+        pass
+    return props
 
 
 def _source_line(source: str | None, sha256: str | None) -> str | None:
