@@ -90,7 +90,18 @@ def test_lint_code_set():
     from qplan.cli.commands.lint import is_lint_code
 
     assert is_lint_code("shadowed-rule") and is_lint_code("unmatched-selector")
+    assert is_lint_code("dead-rule") and is_lint_code("unknown-tensor-key")
     assert not is_lint_code("edge-override") and not is_lint_code("reset-to-default")
+
+
+def test_lint_reports_a_dead_rule(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dead.yaml").write_text(
+        "quantization_config:\n  global_config:\n    op_input_spec: {'*': {dtype: int4}, 0: {dtype: int8}}\n"
+    )
+    assert main(["lint", "dead.yaml", *MODEL, "--format", "concise"]) == 1
+    out = capsys.readouterr()
+    assert "dead.yaml:3:" in out.out + out.err and "dead-rule" in out.out + out.err
 
 
 def test_pre_commit_hook_declares_qplan_lint():

@@ -18,19 +18,14 @@ from qplan.diagnostics import CompileError, ConfigError, Diagnostic
 
 __all__ = ["LINT_CODES", "register", "run", "is_lint_code"]
 
-LINT_CODES = frozenset({"shadowed-rule", "unmatched-selector", "unknown-tensor-key"})
-"""Rule-hygiene codes: a rule that never wins, a selector or tensor key that matches nothing.
-Any compiler code whose description says it "affects no tensor" counts too (:func:`is_lint_code`)."""
+LINT_CODES = frozenset({"shadowed-rule", "unmatched-selector", "unknown-tensor-key", "dead-rule"})
+"""Rule-hygiene codes: a rule that never wins, a selector or tensor key that matches nothing, a rule
+that decides no tensor."""
 
 
 def is_lint_code(code: str) -> bool:
-    """Whether diagnostics of `code` are rule hygiene, reported by ``qplan lint``."""
-    if code in LINT_CODES:
-        return True
-    from qplan.compiler.codes import CODES
-
-    info = CODES.get(code)
-    return info is not None and "affects no tensor" in info.what
+    """Whether `code` is one `qplan lint` reports."""
+    return code in LINT_CODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
