@@ -16,6 +16,7 @@ __all__ = [
     "QplanUnknownOpWarning",
     "load_plan",
     "load_program",
+    "save_program",
 ]
 
 _WHERE = {
@@ -24,7 +25,8 @@ _WHERE = {
     "PlanMismatchError": "qplan.runtime.match",
     "QplanUnknownOpWarning": "qplan.runtime.interceptor",
     "load_plan": "qplan.compiler.plan",
-    "load_program": "qplan.runtime.finalize",
+    "load_program": "qplan.runtime.program",
+    "save_program": "qplan.runtime.program",
 }
 
 
