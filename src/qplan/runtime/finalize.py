@@ -349,12 +349,12 @@ def _export(module: nn.Module, quantizer: Prepared) -> torch.export.ExportedProg
                 if lost:
                     warn_fixed(
                         ep,
-                        replace(spec, wanted={k: spec.wanted.get(k, "input") for k in lost}),
+                        replace(spec, wanted={k: spec.wanted.get(k, "dynamic") for k in lost}),
                         "finalize",
                         stacklevel=5,
                     )
             return ep
-        return torch.export.export(module, args, strict=False)
+        return torch.export.export(module, quantizer.example_inputs, strict=False)
 
 
 def _positional(shapes: Any, quantizer: Prepared) -> Any:
