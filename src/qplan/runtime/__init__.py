@@ -18,6 +18,7 @@ __all__ = [
     "QplanUnknownOpWarning",
     "load_plan",
     "load_program",
+    "save_program",
 ]
 
 _WHERE = {
@@ -28,7 +29,8 @@ _WHERE = {
     "PlanMismatchError": "qplan.runtime.match",
     "QplanUnknownOpWarning": "qplan.runtime.interceptor",
     "load_plan": "qplan.compiler.plan",
-    "load_program": "qplan.runtime.finalize",
+    "load_program": "qplan.runtime.program",
+    "save_program": "qplan.runtime.program",
 }
 
 

@@ -24,15 +24,16 @@ plain-op paths are :mod:`qplan.runtime.numerics`, and the ``quantized_decomposed
 operations in the same order (``round(x·(1/s)) + zp``, clamp, ``(q - zp)·s``); see
 ``tests/runtime/test_bit_identity.py``.
 
-Loading a saved program needs the ``quantized_decomposed`` ops registered: use
-:func:`load_program` (or import :mod:`qplan.runtime.finalize` before ``torch.export.load``).
+Loading a saved program needs the ``quantized_decomposed`` ops registered, and the modules of its
+pytree types imported: use :func:`~qplan.runtime.program.load_program`, which imports what the
+program records (:mod:`qplan.runtime.program`).
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Protocol
 
 import torch
@@ -44,10 +45,11 @@ from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
 from qplan.runtime.export_errors import exporting
 from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, uncalibrated_message
 from qplan.runtime.fold import FOLD_META, materialize_folds
-from qplan.runtime.graph import batch_dynamic_shapes
 from qplan.runtime.match import EntryPlacement
 from qplan.runtime.numerics import float_codes, float_round
 from qplan.runtime.packing import pack_codes, packed_bits, unpack_codes
+from qplan.runtime.program import load_program, record_imports
+from qplan.runtime.shapes import ShapeSpec, dynamic_dims, warn_fixed
 
 __all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "unobserved_activations"]
 
@@ -63,7 +65,8 @@ class Prepared(Protocol):
     placements: list[EntryPlacement]
     fake_quants: dict[str, FakeQuantize]
     example_inputs: tuple
-    dynamic_batch: bool
+    dynamic_dims: set[tuple[int, int]]
+    shape_spec: ShapeSpec
 
 
 def _uses_registered_op(fq: FakeQuantize) -> bool:
@@ -81,8 +84,16 @@ class QuantizedWeight(nn.Module):
     minval: torch.Tensor | None
     q: torch.Tensor | None
 
-    def __init__(self, fq: FakeQuantize, scale: torch.Tensor, offset: torch.Tensor | None, own: torch.Tensor | None):
+    def __init__(
+        self,
+        fq: FakeQuantize,
+        scale: torch.Tensor,
+        offset: torch.Tensor | None,
+        own: torch.Tensor | None,
+        out_dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
+        self.out_dtype = out_dtype  # the float weight's dtype: fp16/bf16 models read their weights in it
         self.num, self.layout = fq.num, fq.layout  # the fake-quant's arithmetic, without its observer buffers
         self.registered = _uses_registered_op(fq)
         self.axis = fq.axis
@@ -104,13 +115,26 @@ class QuantizedWeight(nn.Module):
         if self.registered:
             if self.axis is None:
                 return _qd.dequantize_per_tensor.tensor(
-                    q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
+                    q,
+                    self.scale,
+                    self.zero_point,
+                    self.quant_min,
+                    self.quant_max,
+                    self.storage,
+                    out_dtype=self.out_dtype,
                 )
             return _qd.dequantize_per_channel(
-                q, self.scale, self.zero_point, self.axis, self.quant_min, self.quant_max, self.storage
+                q,
+                self.scale,
+                self.zero_point,
+                self.axis,
+                self.quant_min,
+                self.quant_max,
+                self.storage,
+                out_dtype=self.out_dtype,
             )
         offset = self.minval if self.num.use_minval else self.zero_point
-        return self.num.dequantize(q, self.layout, self.scale, offset)
+        return self.num.dequantize(q, self.layout, self.scale, offset).to(self.out_dtype)
 
 
 class QuantizeDequantize(nn.Module):
@@ -149,11 +173,11 @@ class QuantizeDequantize(nn.Module):
         if self.kind == "int":
             q = _qd.quantize_per_tensor(x, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
             return _qd.dequantize_per_tensor(
-                q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage
+                q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage, out_dtype=x.dtype
             )
         if self.kind == "float8":  # the fake-quant's own arithmetic, with the scale a constant
             _, t = float_codes(x, self.scale, self.fmax)
-            return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None)
+            return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None).to(x.dtype)
         return self.fq(x)
 
 
@@ -189,7 +213,7 @@ def _weight_module(fq: FakeQuantize, w: torch.Tensor, own: bool, name: str) -> t
             fq.enable_observer(False)
     q, scale, offset = fq.quantize_for_storage(w)
     q, packing = _packed_storage(fq, q)
-    mod = QuantizedWeight(fq, scale, offset, q if own else None)
+    mod = QuantizedWeight(fq, scale, offset, q if own else None, w.dtype)
     mod.packing = packing
     return mod, q
 
@@ -358,23 +382,49 @@ def finalize(quantizer: Prepared, *, format: str = "program", allow_uncalibrated
                 m.hold_qparams_in_state_dict()
         return module
     with exporting(f"the finalized `{type(quantizer.model).__name__}`"):
-        return _export(module, quantizer)
+        ep = _export(module, quantizer)
+    record_imports(ep)  # a saved program names the modules load_program imports
+    return ep
 
 
 def _export(module: nn.Module, quantizer: Prepared) -> torch.export.ExportedProgram:
-    args = quantizer.example_inputs
+    """Export the finalized module with the prepared model's dynamic dimensions (eager mode: the
+    dimensions ``prepare`` would have asked for); a dimension that comes out fixed is a warning."""
+    spec = quantizer.shape_spec
+    args = spec.args or quantizer.example_inputs
+    eager = quantizer.plan.mode == "eager"
     with torch.no_grad():
-        if quantizer.plan.mode == "eager" or quantizer.dynamic_batch:
-            shapes = batch_dynamic_shapes(args)
-            if quantizer.plan.mode == "eager":
-                shapes = (shapes,)  # the prepared eager forward is `forward(*args, **kwargs)`
-            try:  # any batch size, like the prepared model
-                return torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
-            except Exception:
-                pass
-        return torch.export.export(module, args, strict=False)
+        if eager or quantizer.dynamic_dims:
+            shapes = spec.dynamic_shapes
+            if eager:  # the prepared eager forward is `forward(*args, **kwargs)`
+                shapes = (_positional(shapes, quantizer),)
+            try:
+                ep = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+            except Exception as e:
+                why = f"the export with dynamic sizes failed ({type(e).__name__}: {str(e).strip().splitlines()[0]})"
+                ep = torch.export.export(module, quantizer.example_inputs, strict=False)
+                warn_fixed(ep, spec, "finalize", why=why, stacklevel=5)
+                return ep
+            if eager:
+                warn_fixed(ep, spec, "finalize", stacklevel=5)
+            else:
+                lost = set(quantizer.dynamic_dims) - dynamic_dims(ep)
+                if lost:
+                    warn_fixed(
+                        ep,
+                        replace(spec, wanted={k: spec.wanted.get(k, "dynamic") for k in lost}),
+                        "finalize",
+                        stacklevel=5,
+                    )
+            return ep
+        return torch.export.export(module, quantizer.example_inputs, strict=False)
 
 
-def load_program(path: str | Path) -> torch.export.ExportedProgram:
-    """``torch.export.load`` with the ``quantized_decomposed`` ops registered."""
-    return torch.export.load(str(path))
+def _positional(shapes: Any, quantizer: Prepared) -> Any:
+    """A ``dynamic_shapes`` dict keyed by the model's argument names, as a tuple in argument order."""
+    if not isinstance(shapes, dict):
+        return shapes
+    import inspect
+
+    names = list(inspect.signature(quantizer.model.forward).parameters)
+    return tuple(shapes.get(n) for n in names if n in shapes)

@@ -327,33 +327,3 @@ def bind_training_flags(gm: fx.GraphModule) -> int:
         graph.lint()
         gm.recompile()
     return count
-
-
-def batch_dynamic_shapes(args: tuple) -> tuple:
-    """``dynamic_shapes`` for ``torch.export`` marking dim 0 of every tensor input ``Dim.AUTO``."""
-    from torch.export import Dim
-    from torch.utils import _pytree as pytree
-
-    return tuple(
-        pytree.tree_map(lambda t: {0: Dim.AUTO} if isinstance(t, torch.Tensor) and t.dim() > 0 else None, a)
-        for a in args
-    )
-
-
-def export_batch_dynamic(model: nn.Module, args: tuple, like: Any = None) -> Any:
-    """``torch.export`` of ``model`` with a dynamic batch dimension, or None when that fails.
-
-    With ``like`` (the capture's static ExportedProgram) the result is returned only when every
-    node of ``like`` has a node of the same name and target in it, so the capture's node maps
-    still apply; the batch-size nodes export adds are the only difference.
-    """
-    try:
-        ep = torch.export.export(model, args, dynamic_shapes=batch_dynamic_shapes(args), strict=False)
-    except Exception:
-        return None
-    if like is not None:
-        targets = {n.name: (n.op, n.target) for n in ep.graph.nodes}
-        for n in like.graph.nodes:
-            if n.op in ("placeholder", "call_function") and targets.get(n.name) != (n.op, n.target):
-                return None
-    return ep

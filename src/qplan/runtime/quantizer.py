@@ -22,14 +22,15 @@ from typing import Any, Literal, overload
 import torch
 from torch import nn
 
-from qplan.compiler.capture import capture
+from qplan.compiler.capture import CaptureError, capture
 from qplan.compiler.plan import Plan, decode_plan, load_plan
 from qplan.diagnostics import QplanError
 from qplan.runtime.eager import attach
 from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, make_fake_quantize
 from qplan.runtime.fold import fold_batch_norms
-from qplan.runtime.graph import bind_training_flags, export_batch_dynamic, insert_fake_quants, sink_fake_quants
+from qplan.runtime.graph import bind_training_flags, insert_fake_quants, sink_fake_quants
 from qplan.runtime.match import EntryPlacement, check_fingerprint, place_entries
+from qplan.runtime.shapes import ShapeSpec, auto_spec, dynamic_dims, user_spec, warn_fixed
 from qplan.schema.types import QATSchedule, QuantizerConfig
 
 __all__ = ["Quantizer", "ScheduleError", "ModeError", "UncalibratedError", "load_plan"]
@@ -72,37 +73,6 @@ def _as_plan_or_config(obj: Any) -> Any:
     raise TypeError(f"expected a Plan, a QuantizerConfig or a path, got `{type(obj).__name__}`")
 
 
-def _has_symbolic_batch(ep: Any) -> bool:
-    for n in ep.graph.nodes:
-        if n.op == "placeholder":
-            val = n.meta.get("val")
-            if isinstance(val, torch.Tensor) and val.dim() > 0 and not isinstance(val.shape[0], int):
-                return True
-    return False
-
-
-def _with_exported(cap: Any, ep: Any) -> Any:
-    """The capture with its node maps moved (by node name) onto another export of the same model."""
-    if ep is cap.exported:
-        return cap
-    import dataclasses
-
-    by_name = {n.name: n for n in ep.graph.nodes}
-
-    def move(n: Any) -> Any:
-        return by_name[n.name]
-
-    return dataclasses.replace(
-        cap,
-        exported=ep,
-        nodes={k: move(v) for k, v in cap.nodes.items()},
-        op_nodes={k: tuple(move(n) for n in v) for k, v in cap.op_nodes.items()},
-        value_nodes={k: move(v) for k, v in cap.value_nodes.items()},
-        input_edges={k: tuple((move(c), move(i)) for c, i in v) for k, v in cap.input_edges.items()},
-        param_nodes={k: move(v) for k, v in cap.param_nodes.items()},
-    )
-
-
 class Quantizer:
     """Applies one plan (or a config compiled on the fly) to one model."""
 
@@ -130,10 +100,18 @@ class Quantizer:
         self.step_count = 0
         self.folded: list[str] = []  # batch-norm ops folded into weights (graph mode)
         self.dynamic_batch = False  # graph mode: the prepared model accepts any batch size
+        self.dynamic_dims: set[tuple[int, int]] = set()  # graph mode: (flat input, dim) left dynamic
+        self.shape_spec: ShapeSpec = ShapeSpec(None, ())
 
     # ----------------------------------------------------------------------------------- prepare
-    def prepare(self, example_inputs: Any) -> nn.Module:
-        """Capture a copy of the model, check it against the plan, insert the plan's fake-quants."""
+    def prepare(self, example_inputs: Any, *, dynamic_shapes: Any = None) -> nn.Module:
+        """Capture a copy of the model, check it against the plan, insert the plan's fake-quants.
+
+        Graph mode exports with every input dimension the model allows dynamic (``Dim.AUTO``), or
+        with ``dynamic_shapes`` in ``torch.export``'s convention; a batch or sequence dimension the
+        export fixes is a :class:`~qplan.runtime.shapes.QplanShapeWarning`. :meth:`finalize` keeps
+        the same dimensions dynamic.
+        """
         if self.prepared is not None:
             raise QplanError("this Quantizer is already prepared; create a new one to prepare again")
         args = _as_tuple(example_inputs)
@@ -144,21 +122,25 @@ class Quantizer:
                 f"cannot copy `{type(self.model).__name__}` to prepare it ({type(e).__name__}: {e}); "
                 "help: make the model deep-copyable (prepare never modifies the original)"
             ) from e
+        cfg = getattr(self.config, "config", self.config)  # a LoadedConfig holds the QuantizerConfig
+        mode = _capture_mode(self.plan.mode if self.plan is not None else self.mode or cfg.execution_mode)
+        self.shape_spec = user_spec(args, dynamic_shapes) if dynamic_shapes is not None else auto_spec(args)
+        cap, graph_cap = self._capture(work, args, mode)
         if self.plan is None:  # compile from this very capture (the model is captured once)
             from qplan.compiler import compile_inventory
 
-            cfg = getattr(self.config, "config", self.config)  # a LoadedConfig holds the QuantizerConfig
-            mode = _capture_mode(self.mode if self.mode is not None else cfg.execution_mode)
-            cap = capture(work, args, mode)
             self.plan = compile_inventory(cap.inventory, self.config)
-        else:
-            cap = capture(work, args, _capture_mode(self.plan.mode))
         plan = self.plan
         check_fingerprint(plan, cap.inventory)
-        self.placements = place_entries(plan, cap.inventory)
+        if graph_cap is not cap and graph_cap.inventory.fingerprint() != cap.inventory.fingerprint():
+            why = "the export with dynamic sizes lists other ops than the plan's model"
+            warn_fixed(cap.exported, self.shape_spec, "prepare", why=why, stacklevel=3)
+            graph_cap = cap
+            self.dynamic_dims = set()
+        self.placements = place_entries(plan, graph_cap.inventory)
         self._build_modules(plan)
         if plan.mode == "graph":
-            prepared = self._prepare_graph(work, args, cap, plan)
+            prepared = self._prepare_graph(graph_cap, plan)
         else:
             prepared = attach(work, self.placements, self.fake_quants, cap.inventory)
         self._preserve_attributes(prepared)
@@ -170,17 +152,30 @@ class Quantizer:
             self.inference_mode()  # nothing observed yet: running it raises until calibrated
         return prepared
 
-    def _prepare_graph(self, work: nn.Module, args: tuple, cap: Any, plan: Plan) -> nn.Module:
-        # the capture is exported with static shapes; a batch-dynamic export with the same nodes
-        # lets the prepared model run on any batch size
-        ep = cap.exported
-        self.dynamic_batch = _has_symbolic_batch(ep)
-        if not self.dynamic_batch:
-            dyn = export_batch_dynamic(work, args, like=ep)
-            if dyn is not None:
-                ep, self.dynamic_batch = dyn, True
-        cap = _with_exported(cap, ep)
-        gm = ep.module()
+    def _capture(self, work: nn.Module, args: tuple, mode: Literal["graph", "eager"]) -> tuple[Any, Any]:
+        """(the capture the plan is checked against, the capture the prepared graph is built from).
+
+        Graph mode captures once with dynamic shapes; a second, static capture at the example's own
+        shapes is needed when the dynamic one used a doubled batch, or when it failed.
+        """
+        spec = self.shape_spec
+        if mode == "eager":
+            return (cap := capture(work, args, "eager")), cap
+        try:
+            dyn = capture(work, spec.args, "graph", dynamic_shapes=spec.dynamic_shapes)
+        except CaptureError as e:
+            if spec.given:
+                raise CaptureError(f"{e} (with the given `dynamic_shapes`)") from e
+            static = capture(work, args, "graph")
+            warn_fixed(static.exported, spec, "prepare", why=f"the export with dynamic sizes failed ({e})")
+            return static, static
+        warn_fixed(dyn.exported, spec, "prepare")
+        self.dynamic_dims = dynamic_dims(dyn.exported)
+        return (capture(work, args, "graph") if spec.doubled else dyn), dyn
+
+    def _prepare_graph(self, cap: Any, plan: Plan) -> nn.Module:
+        self.dynamic_batch = any(d == 0 for _, d in self.dynamic_dims)
+        gm = cap.exported.module()
         # the unlifted module refuses train()/eval(); the prepared model needs them (fake-quants,
         # and the dropout / batch-norm nodes bound below)
         for attr in ("train", "eval"):
@@ -198,7 +193,7 @@ class Quantizer:
             # call on nn.Module's slow hook path
             from torch.utils import _pytree as pytree
 
-            if not any(isinstance(a, nn.Module) for a in pytree.tree_leaves(args)):
+            if not any(isinstance(a, nn.Module) for a in pytree.tree_leaves(self.shape_spec.args)):
                 for table in (
                     "_forward_pre_hooks",
                     "_forward_pre_hooks_with_kwargs",

@@ -86,8 +86,11 @@ __all__ = [
 ]
 
 
-def capture(model: nn.Module, example_inputs: Any, mode: Mode = "graph") -> Capture:
+def capture(model: nn.Module, example_inputs: Any, mode: Mode = "graph", *, dynamic_shapes: Any = None) -> Capture:
     """Capture `model` on `example_inputs` (a tuple of positional args) in `mode`.
+
+    ``dynamic_shapes`` (graph mode; ``torch.export``'s convention) exports with symbolic sizes; the
+    inventory records each size as the example's, so the plan is the same as a static capture's.
 
     The model is not modified (parameters, buffers, training flag and hooks are as before).
     Raises :class:`CaptureError` for a bad mode, bad inputs or a model export cannot trace.
@@ -105,7 +108,7 @@ def capture(model: nn.Module, example_inputs: Any, mode: Mode = "graph") -> Capt
     if mode == "graph":
         from qplan.compiler.capture.graph import capture_graph  # keeps `.eager` free of the graph code
 
-        return capture_graph(model, args)
+        return capture_graph(model, args, dynamic_shapes)
     if mode == "eager":
         return capture_eager(model, args)
     raise CaptureError(f"unknown capture mode `{mode}`; expected `graph` or `eager`")

@@ -34,16 +34,15 @@ def dtype_name(t: Any) -> str:
 
 
 def static_shape(t: Any) -> tuple[int, ...]:
-    """The tensor's shape as ints (-1 for an unbacked symbolic size)."""
+    """The tensor's shape as ints: a symbolic size as the example's (its hint, read without adding a
+    guard that would specialize it), -1 for an unbacked one."""
     shape = tuple(t.shape)
     if all(type(s) is int for s in shape):
         return shape
     out = []
     for s in shape:
-        try:
-            out.append(int(s))
-        except TypeError:  # unbacked symbolic size
-            out.append(-1)
+        hint = s if type(s) is int else getattr(getattr(s, "node", None), "hint", None)
+        out.append(int(hint) if hint is not None else -1)
     return tuple(out)
 
 

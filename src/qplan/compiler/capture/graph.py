@@ -47,21 +47,24 @@ Node = torch.fx.Node
 TensorOut = tuple[Node | None, Any]  # (the node holding an output tensor, or None; its fake value)
 
 
-def capture_graph(model: nn.Module, args: tuple) -> Capture:
+def capture_graph(model: nn.Module, args: tuple, dynamic_shapes: Any = None) -> Capture:
     """Graph capture with the cyclic GC paused: export and the walk allocate many objects, and each
     full collection over them and the model (~0.3 s at 1024 layers) would land in the middle; the
-    cyclic garbage export leaves meanwhile is a few MB, collected once the GC is back on."""
+    cyclic garbage export leaves meanwhile is a few MB, collected once the GC is back on.
+    ``dynamic_shapes`` is passed to ``torch.export`` (symbolic sizes are recorded as their hints)."""
     with gc_paused():
         builder = InventoryBuilder(model)
-        exported = _export(model, args, BoundaryTagger(builder))
+        exported = _export(model, args, BoundaryTagger(builder), dynamic_shapes)
         return _GraphWalk(builder, exported).run()
 
 
-def _export(model: nn.Module, args: tuple, tagger: BoundaryTagger) -> torch.export.ExportedProgram:
+def _export(
+    model: nn.Module, args: tuple, tagger: BoundaryTagger, dynamic_shapes: Any = None
+) -> torch.export.ExportedProgram:
     """``torch.export`` (non-strict, global RNG restored) with the boundary hooks on; CaptureError on failure."""
     try:
         with torch.random.fork_rng(devices=[]), tagger.active(model):
-            return torch.export.export(model, args, strict=False)
+            return torch.export.export(model, args, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as e:
         raise CaptureError(
             f"torch.export failed for `{class_path(type(model))}`: {_cause(e)}; "
