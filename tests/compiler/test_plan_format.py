@@ -184,6 +184,7 @@ def test_truncated_plan_names_file_line_and_column(tmp_path: Path, capsys: pytes
         (lambda d: d["quantizers"][0].update(spec="s9"), "$.quantizers[0].spec", "spec id `s9` is not in `specs`"),
         (lambda d: d["quantizers"][0].update(group="g9"), "$.quantizers[0].group", "group `g9` is defined by no"),
         (lambda d: d["quantizers"][0].update(shape=[]), "$.quantizers[0].shape", "out of range for shape []"),
+        (lambda d: d["quantizers"][0]["readers"].append("fc"), "$.quantizers[0].readers[2]", "reader `fc` is not"),
         (lambda d: d["quantizers"][0].update(shape=["x"]), "$.quantizers[0].shape[0]", "Expected `int`"),
         (lambda d: d["specs"]["s1"].update(axis="x"), "$.specs.s1.axis", "Expected `int | null`"),
         (lambda d: d["specs"]["s1"].update(dtype="int9"), "$.specs.s1.dtype", "unknown dtype `int9`"),

@@ -74,6 +74,7 @@ def plan_diagnostic(
 
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_READER = re.compile(r"[^:\s]+:[^:\s]+|:out\d+")
 
 
 def json_path(*parts: str | int) -> str:
@@ -191,7 +192,12 @@ def _quantizer_problems(plan: Plan) -> Iterator[tuple[str, str]]:
             else:
                 seen[key] = i
         for j, r in enumerate(q.readers):
-            if r in first_reader:
+            if not _READER.fullmatch(r):
+                yield (
+                    json_path("quantizers", i, "readers", j),
+                    (f"reader `{r}` is not an op tensor (`<op>:in<i>`, `<op>:<state>`) or a model output (`:out<j>`)"),
+                )
+            elif r in first_reader:
                 yield (
                     json_path("quantizers", i, "readers", j),
                     (
