@@ -1,7 +1,7 @@
 """Exit codes and error reporting shared by every subcommand.
 
-Exit codes: 0 clean (or equal), 1 errors (or differences), 2 bad usage, unreadable input or an
-internal error. Deliberate errors (:class:`~qplan.diagnostics.QplanError`) print to stderr as
+Exit codes: 0 clean (or equal), 1 errors (or differences), 2 bad usage (unreadable input, a
+``--model`` whose code fails or returns the wrong thing, ...) or an internal error (a bug in qplan). Deliberate errors (:class:`~qplan.diagnostics.QplanError`) print to stderr as
 their diagnostics or one line; nothing here decides what a subcommand does.
 """
 

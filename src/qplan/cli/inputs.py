@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,15 @@ __all__ = ["load_factory", "read_bytes", "is_plan", "decode_plan", "PlanInputErr
 
 
 def load_factory(spec: str) -> tuple[Any, Any]:
-    """Call ``MODULE:FACTORY`` and return its ``(model, example_inputs)``."""
+    """Call ``MODULE:FACTORY`` and return its ``(model, example_inputs)``.
+
+    Anything the user's code does wrong (an exception or ``sys.exit`` while importing the module
+    or calling the factory, a result of the wrong type) is a usage error (exit 2) that shows the
+    user's own frames, never qplan's or importlib's."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"--model must be MODULE:FACTORY (e.g. `qplan.models:mlp`), got `{spec}`")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise UsageError(f"cannot import `{module_name}`: {e}") from None
+    module = _call_user_code(f"importing `{module_name}` (from --model {spec})", importlib.import_module, module_name)
     factory = getattr(module, attr, None)
     if not callable(factory):
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
@@ -31,13 +33,58 @@ def load_factory(spec: str) -> tuple[Any, Any]:
 
         hint = did_you_mean(attr, names)
         raise UsageError(f"`{module_name}` has no factory `{attr}`" + (f"; {hint}" if hint else ""))
-    try:
-        result = factory()
-    except Exception as e:  # the user's code failed, not qplan: one line, exit 2
-        raise UsageError(f"`{spec}` raised {type(e).__name__}: {e}") from None
+    result = _call_user_code(f"`{spec}`", factory)
+    _check_factory_result(spec, result)
+    return result
+
+
+def _check_factory_result(spec: str, result: Any) -> None:
+    import torch
+
     if not (isinstance(result, tuple) and len(result) == 2):
         raise UsageError(f"`{spec}` must return `(model, example_inputs)`, got `{type(result).__name__}`")
-    return result
+    model, example_inputs = result
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(
+            f"`{spec}` must return `(model, example_inputs)` with a `torch.nn.Module` model, got `{type(model).__name__}`"
+        )
+    if not isinstance(example_inputs, (tuple, list, torch.Tensor)):
+        raise UsageError(
+            f"`{spec}` must return `(model, example_inputs)` with example inputs as a tuple of positional"
+            f" arguments, got `{type(example_inputs).__name__}`"
+        )
+
+
+def _call_user_code(what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; an exception or ``sys.exit`` in it becomes a :class:`UsageError` that names
+    `what` and shows the traceback trimmed to the user's frames."""
+    try:
+        return fn(*args)
+    except SystemExit as e:
+        raise UsageError(f"{what} called sys.exit({e.code!r}){_user_frames(e)}") from None
+    except ModuleNotFoundError as e:
+        frames = _user_frames(e)
+        hint = "" if frames else "; is it on PYTHONPATH (or in the current directory)?"
+        raise UsageError(f"{what} failed: ModuleNotFoundError: {e}{hint}{frames}") from None
+    except Exception as e:
+        raise UsageError(f"{what} raised {type(e).__name__}: {e}{_user_frames(e)}") from None
+
+
+def _user_frames(error: BaseException) -> str:
+    """The traceback of `error` without qplan's and importlib's frames (empty when none is left)."""
+    import traceback
+
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith(("<frozen ", _QPLAN_DIR)) and "importlib" not in Path(f.filename).parts
+    ]
+    if not frames:
+        return ""
+    return "\n" + "".join(traceback.format_list(frames)).rstrip("\n")
+
+
+_QPLAN_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
 
 
 def read_bytes(path: str) -> bytes:

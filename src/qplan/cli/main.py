@@ -35,7 +35,10 @@ SUBCOMMANDS: dict[str, str] = {
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``qplan`` argument parser: the subparser of `command` alone when it is a known
     subcommand (parsing its arguments never shows the others), else one per :data:`SUBCOMMANDS` entry."""
+    from qplan import __version__
+
     parser = argparse.ArgumentParser(prog="qplan", description="Quantization config compiler for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"qplan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in SUBCOMMANDS.items():
         if command not in SUBCOMMANDS or name == command:

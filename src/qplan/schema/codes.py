@@ -35,10 +35,12 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
     # -- YAML ------------------------------------------------------------------------------
     "yaml-syntax": CodeInfo(
         level="error",
-        what="The text is not valid YAML (or JSON), holds several documents, or is nested too deeply.",
+        what="The text is not valid YAML (or JSON), holds several documents, or is nested too deeply. JSON "
+        "with `//` or `/* */` comments is reported as such: JSON has no comments.",
         why="The config must parse as one YAML 1.2 document before it can be checked.",
         example="quantization_config:\n  module_name_configs:\n    *: {}\n",
-        fix='Fix the syntax at the reported position; a bare `*` starts an alias, so quote wildcard keys: `"*"`.',
+        fix='Fix the syntax at the reported position; a bare `*` starts an alias, so quote wildcard keys: `"*"`. '
+        "For comments, write the config as YAML (`#`).",
     ),
     "duplicate-anchor": CodeInfo(
         level="warning",
@@ -56,8 +58,10 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
     ),
     "alias-bomb": CodeInfo(
         level="error",
-        what="Expanding the document's aliases would give more than 100,000 nodes.",
-        why="Nested aliases can grow exponentially (a 'billion laughs' document); qplan refuses before expanding.",
+        what="Expanding the document's aliases would make it more than 10 times as large as written (counted in "
+        "nodes, an alias as one), and larger than 100,000 nodes.",
+        why="Nested aliases can grow exponentially (a 'billion laughs' document); qplan refuses before expanding. "
+        "The limit is a ratio, so a large document without aliases always loads.",
         fix="Write the repeated parts out, or nest aliases less.",
     ),
     "unsafe-tag": CodeInfo(
@@ -96,7 +100,8 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
     "invalid-value": CodeInfo(
         level="error",
         what="A value has the right type but is not allowed: an unknown dtype or enum value, a number out of "
-        "range, a list of the wrong length, a scalar YAML cannot read as its type.",
+        "range, a list of the wrong length, a scalar YAML cannot read as its type, a key or string holding a lone "
+        "surrogate (an unpaired escape such as `\\udc80`, which is not a character).",
         why="Each field accepts a fixed set or range of values (SPEC §1.2); the message lists them.",
         example="quantization_config:\n  global_config:\n    op_state_spec:\n      weight: {dtype: int3}\n",
         fix="Use one of the values the message lists (see the did-you-mean suggestion).",

@@ -29,6 +29,7 @@ from qplan.schema.keys import (
     TENSOR_NAME_PATTERN,
     TOP_LEVEL_KEYS,
 )
+from qplan.schema.paths import config_path
 from qplan.schema.reporter import Path, Reporter
 from qplan.schema.rules import type_key
 from qplan.schema.typedesc import article, choices, declared_order, fits_kind, tensor_value_type
@@ -54,16 +55,55 @@ def validate_document(document: Any, parsed: ParsedDocument | None = None) -> tu
     The clean value is only meaningful when no diagnostic is an error.
     """
     walker = _Walker(parsed)
-    clean = walker.document(document)
+    clean = walker.document(walker.without_surrogates(document, ()))
     return clean, [*(parsed.warnings if parsed is not None else []), *walker.diagnostics]
 
 
 _QUANTIZER_CONFIG = mi.type_info(T.QuantizerConfig)
 _SPEC = mi.type_info(T.QuantizationSpec)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Walker(Reporter):
     """Checks each node against its type, recording problems (see :class:`Reporter`)."""
+
+    # -- text -----------------------------------------------------------------------------
+    def without_surrogates(self, value: Any, path: Path) -> Any:
+        """`value` with every string holding a lone surrogate (from an escape such as `"\\udc80"`,
+        which no UTF-8 text can encode) reported and removed: a value becomes INVALID, a key is dropped."""
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                self._report_surrogate(value, path, "value", path)
+                return INVALID
+            return value
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    self._report_surrogate(key, (*path, key), "key", path)
+                    continue
+                out[key] = self.without_surrogates(item, (*path, key))
+            return out
+        if isinstance(value, list):
+            return [self.without_surrogates(item, (*path, i)) for i, item in enumerate(value)]
+        return value
+
+    def _report_surrogate(self, text: str, path: Path, at: str, shown: Path) -> None:
+        escaped = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        char = _SURROGATE.search(text)[0]  # type: ignore[index]
+        self.errors += 1
+        where = config_path(shown) if at == "value" else config_path(shown) + f'["{escaped}"]'
+        self.diagnostics.append(
+            Diagnostic(
+                code="invalid-value",
+                level="error",
+                message=f"the {at} `{escaped}` holds a lone surrogate `\\u{ord(char):04x}`, which is not a character",
+                path=where or None,
+                span=self.span(path, at),
+                help="surrogate escapes come in pairs (`\\ud83d\\ude00` is one character); remove it or write"
+                " the character itself",
+            )
+        )
 
     # -- document -------------------------------------------------------------------------
     def document(self, doc: Any) -> Any:

@@ -1,7 +1,8 @@
 """Build plain Python values from a composed YAML node graph, with a source span for every node.
 
 No tag ever builds an object (only plain mappings, lists and scalars), aliases are expanded under
-a node budget (:data:`MAX_NODES`: an alias bomb is an error, not a hang), ``<<:`` merge keys work,
+a budget by expansion ratio (:data:`MAX_EXPANSION_RATIO`: an alias bomb is an error, not a hang; a
+large document without aliases is not), ``<<:`` merge keys work,
 duplicate keys are errors, and an empty value is told apart from an explicit ``null``.
 """
 
@@ -14,10 +15,23 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from qplan.diagnostics import ConfigError, Diagnostic, Span
 
-__all__ = ["INVALID", "MAX_NODES", "ParsedDocument", "ValueBuilder", "check_size", "norm_path", "span_of"]
+__all__ = [
+    "INVALID",
+    "MAX_EXPANSION_RATIO",
+    "EXPANSION_FLOOR",
+    "expansion_limit",
+    "count_nodes",
+    "ParsedDocument",
+    "ValueBuilder",
+    "check_size",
+    "norm_path",
+    "span_of",
+]
 
-MAX_NODES = 100_000
-"""Upper bound on the number of nodes after alias expansion."""
+MAX_EXPANSION_RATIO = 10
+"""Aliases may expand a document to at most this many times its own number of nodes ..."""
+EXPANSION_FLOOR = 100_000
+"""... or to this many nodes, whichever is more (so small documents may reuse anchors freely)."""
 
 _YAML = "tag:yaml.org,2002:"
 _SAFE_SCALARS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -59,9 +73,37 @@ def span_of(name: str, start: Any, end: Any = None) -> Span:
     return Span(file=name, line=start.line + 1, col=start.column + 1, end_line=end.line + 1, end_col=end.column + 1)
 
 
+def count_nodes(root: Node) -> int:
+    """The number of nodes as written: each node once, each alias as one more (not its expansion)."""
+    seen: set[int] = set()
+    todo = [root]
+    count = 1
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        count += len(children)
+        todo += children
+    return count
+
+
+def expansion_limit(parsed_nodes: int) -> int:
+    """The most nodes a document of `parsed_nodes` distinct nodes may expand to through aliases."""
+    return max(EXPANSION_FLOOR, MAX_EXPANSION_RATIO * parsed_nodes)
+
+
 def check_size(root: Node, name: str) -> None:
-    """Refuse documents whose alias expansion exceeds MAX_NODES, or that contain themselves,
-    before expanding anything (sizes are memoized per node, so this is linear in the text)."""
+    """Refuse documents whose aliases expand them more than :data:`MAX_EXPANSION_RATIO` times
+    (beyond :data:`EXPANSION_FLOOR` nodes), or that contain themselves, before expanding anything
+    (sizes are memoized per node, so this is linear in the text)."""
+    parsed = count_nodes(root)
+    limit = expansion_limit(parsed)
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
@@ -86,13 +128,15 @@ def check_size(root: Node, name: str) -> None:
             total += sum(size(k) + size(v) for k, v in node.value)
         active.discard(key)
         sizes[key] = total
-        if total > MAX_NODES:
+        if total > limit:
             raise ConfigError(
                 Diagnostic(
                     code="alias-bomb",
                     level="error",
-                    message=f"the document expands to more than {MAX_NODES} nodes through aliases (alias bomb?)",
+                    message=f"aliases expand the document's {parsed:,} nodes to more than {limit:,}, over"
+                    f" {MAX_EXPANSION_RATIO} times its size (an alias bomb?)",
                     span=span_of(name, node.start_mark, node.end_mark),
+                    help="write the repeated parts out, or nest aliases less",
                 )
             )
         return total

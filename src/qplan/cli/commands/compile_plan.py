@@ -1,12 +1,12 @@
 """``qplan compile-plan``: compile a config against a model into a plan, write it, summarise it.
 
-Exit 0 when the plan has no errors, 1 when it has, 2 for bad usage or unreadable input.
+Exit 0 when the plan has no errors, 1 when it has (an existing PLAN is then left as it was), 2 for bad
+usage or unreadable input. ``-o -`` writes the JSON plan to standard output.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import msgspec
 
 from qplan.cli.exits import EXIT_FAIL, EXIT_OK, UsageError, emit_diagnostics, errors_in_default_format
 from qplan.cli.inputs import load_factory
+from qplan.cli.outputs import STDOUT, check_not_input, is_stdout, write_output
 
 __all__ = ["register", "run", "add_cache_argument", "inventory_cache", "located"]
 
@@ -31,12 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode", choices=("graph", "eager"), default=None, help="capture mode (default: the config's execution_mode)"
     )
-    p.add_argument("-o", "--output", metavar="PLAN", help="write the JSON plan to PLAN")
+    p.add_argument("-o", "--output", metavar="PLAN", help="write the JSON plan to PLAN (`-`: standard output)")
     p.add_argument(
         "--format",
         choices=("table", "json"),
         default=None,
-        help="stdout format (default: table on a terminal or with -o, json otherwise)",
+        help="stdout format (default: table on a terminal or with -o PLAN, json otherwise or with -o -)",
     )
     p.add_argument("--strict", action="store_true", help="turn warnings into errors")
     add_cache_argument(p)
@@ -70,27 +71,28 @@ def run(args: argparse.Namespace) -> int:
     from qplan.compiler.plan import encode_plan
     from qplan.schema.loader import load_config
 
-    if args.output and os.path.exists(args.output) and os.path.samefile(args.output, args.config):
-        raise UsageError(f"refusing to overwrite the config `{args.config}` with the plan")
+    to_stdout = is_stdout(args.output)
+    if to_stdout and args.format == "table":
+        raise UsageError("-o - writes the plan to standard output; it cannot also take the --format table summary")
+    check_not_input(args.output, args.config)
     loaded = load_config(Path(args.config))  # always a path, never YAML text (a directory is unreadable)
     model, example_inputs = load_factory(args.model)
     plan = compile_plan(model, loaded, example_inputs, args.mode, strict=args.strict, cache=inventory_cache(args))
     data = encode_plan(plan)
-    if args.output:
-        try:
-            Path(args.output).write_bytes(data)
-        except OSError as e:
-            raise UsageError(f"cannot write `{args.output}`: {e.strerror or e}") from None
-    fmt = args.format or ("table" if args.output or sys.stdout.isatty() else "json")
-    if fmt == "json" and not args.output:
-        sys.stdout.write(data.decode())
+    failed = any(d.level == "error" for d in plan.diagnostics)
+    output = None if to_stdout else args.output
+    if output and not failed:  # a failed compile leaves an existing PLAN as it was
+        write_output(output, data)
+    fmt = "json" if to_stdout else args.format or ("table" if output or sys.stdout.isatty() else "json")
+    if fmt == "json" and not output:
+        write_output(STDOUT, data)
     elif fmt == "table":
         render_plan_summary(plan, sys.stdout)
         if plan.diagnostics:  # shown under the config path as given, so `full` can quote its lines
             emit_diagnostics([located(d, plan.config.source, args.config) for d in plan.diagnostics], None, sys.stdout)
         print(
             f"{len(plan.quantizers)} fake-quants; {summary(plan.diagnostics)}"
-            + (f"; plan written to {args.output}" if args.output else "")
+            + (f"; plan written to {output}" if output and not failed else "")
         )
     return EXIT_FAIL if any(d.level == "error" for d in plan.diagnostics) else EXIT_OK
 

@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from qplan.cli.render.plan import render_explanation
     from qplan.compiler.explain import explain
 
+    if not args.address.strip():
+        raise UsageError("ADDRESS is empty; give a tensor or op address, e.g. `fc1.weight` or `fc1.linear:in0`")
     data = read_bytes(args.plan)
     if not is_plan(data):
         raise UsageError(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from qplan.cli.exits import EXIT_OK, EXIT_USAGE
+from qplan.cli.exits import EXIT_OK
+from qplan.cli.outputs import STDOUT, write_output
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("schema", help="print the JSON Schema (draft 2020-12) of config files")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write the schema to FILE (`-`: standard output, the default)"
+    )
     p.add_argument(
         "--plan", action="store_true", help="the schema of plan files (written by compile-plan) instead of configs"
     )
@@ -28,13 +30,5 @@ def run(args: argparse.Namespace) -> int:
         from qplan.schema.jsonschema import schema_text
 
         text = schema_text()
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            print(f"qplan: cannot write `{args.output}`: {e.strerror or e}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        sys.stdout.write(text)
+    write_output(args.output or STDOUT, text)
     return EXIT_OK
