@@ -4,9 +4,10 @@ It fixes the qparams' shape from the plan shape, the dims a range reduces over, 
 broadcast against the tensor. Per-block tensors are viewed with every dim split into
 ``(blocks, block length)``; per-block qparams are ``[n_0, n_1, ...]`` (blocks per dim, the torchao layout).
 
-Activations never block their batch dimension (dim 0): one block spans the whole batch, so every
-example of a batch shares the qparams of its position and the qparams' shape (``n_0 = 1``) does not
-depend on the batch size.
+Activations with stored qparams never block their batch dimension (dim 0): one block spans the
+whole batch, so every example of a batch shares the qparams of its position and the qparams' shape
+(``n_0 = 1``) does not depend on the batch size. Dynamic activations (qparams computed per forward)
+may block dim 0, as per-token quantization does: their block counts follow each tensor.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class QParamLayout:
         elif isinstance(bs, int):
             axis = self._check_axis(spec.axis, ndim)
             # weights: only the two leading (channel) dims split, kernel dims stay whole;
-            # activations: one block per position along every other dim but the batch (dim 0).
+            # activations: one block per position along every other dim (static: but the batch, dim 0).
             collapse = min(2, ndim) if is_weight else ndim
             block = list(shape)
             for i in range(collapse):
@@ -79,7 +80,7 @@ class QParamLayout:
             block[axis] = bs
         else:
             raise ValueError(f"per_block needs a block_size (`{self.name}`)")
-        if not is_weight and ndim:
+        if not is_weight and not self.dynamic and ndim:
             self._span_batch(block, bs, shape)
         for b, d in zip(block, shape, strict=True):
             if b <= 0 or d % b:
