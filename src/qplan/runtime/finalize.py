@@ -382,7 +382,7 @@ def finalize(quantizer: Prepared, *, format: str = "program", allow_uncalibrated
                 m.hold_qparams_in_state_dict()
         return module
     with exporting(f"the finalized `{type(quantizer.model).__name__}`"):
-        ep = _export(module, quantizer)
+        ep = _fold_eval_batch_norms(_export(module, quantizer))
     record_imports(ep)  # a saved program names the modules load_program imports
     return ep
 
@@ -418,6 +418,51 @@ def _export(module: nn.Module, quantizer: Prepared) -> torch.export.ExportedProg
                     )
             return ep
         return torch.export.export(module, quantizer.example_inputs, strict=False)
+
+
+_CONVS = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default)
+
+
+def _fold_eval_batch_norms(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Fold each eval-mode BatchNorm that alone reads a conv with a per-channel (axis 0) dequantized
+    weight into that weight's scale and the conv's bias: ``conv(x, (q-zp)·s)·k + c = conv(x, (q-zp)·s·k) + c``
+    per output channel (``k = γ/√(σ²+ε)``), so the stored codes are unchanged and backends (XNNPACK) see
+    a quantized conv. Eager-mode programs have these (graph mode folds BatchNorm before quantizing).
+    Skipped when a ``k`` is not positive (a negative scale) or the conv has no bias."""
+    sig = ep.graph_signature
+    fqn = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+    state = ep.state_dict
+    changed = False
+    for bn in list(ep.graph.nodes):
+        if bn.target != torch.ops.aten.batch_norm.default or bn.args[5]:  # training-mode batch norm
+            continue
+        conv = bn.args[0]
+        if not (isinstance(conv, fx.Node) and conv.target in _CONVS and len(conv.users) == 1):
+            continue
+        dq, bias = conv.args[1], conv.args[2] if len(conv.args) > 2 else None
+        if not (isinstance(dq, fx.Node) and dq.target == _qd.dequantize_per_channel.default and dq.args[3] == 0):
+            continue
+        nodes = [a for a in (dq.args[1], bias, *bn.args[1:5]) if isinstance(a, fx.Node)]
+        names = [fqn.get(n.name) for n in nodes]  # scale, conv bias, gamma, beta, mean, var
+        if len(nodes) != 6 or len(set(names)) != 6 or not all(n in state for n in names):
+            continue
+        scale, b, gamma, beta, mean, var = (state[str(n)].detach() for n in names)
+        k = gamma / torch.sqrt(var + float(bn.args[7]))
+        if not bool((k > 0).all()):
+            continue
+        new_bias = (b - mean) * k + beta
+        old = state[str(names[1])]
+        state[str(names[0])] = scale * k
+        state[str(names[1])] = (
+            nn.Parameter(new_bias, requires_grad=False) if isinstance(old, nn.Parameter) else new_bias
+        )
+        bn.replace_all_uses_with(conv)
+        ep.graph.erase_node(bn)
+        changed = True
+    if changed:
+        ep.graph.lint()
+        ep.graph_module.recompile()
+    return ep
 
 
 def _positional(shapes: Any, quantizer: Prepared) -> Any:

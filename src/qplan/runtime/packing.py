@@ -3,8 +3,8 @@
 Codes are packed along the last dimension, padded with zeros to a whole byte: element ``k·i + j``
 (``k`` = codes per byte) sits in bits ``[b·j, b·(j+1))`` of byte ``i`` (the first element in the low
 bits, as for qplan's packed fp4). Signed codes are stored in two's complement and sign-extended on
-unpacking. :func:`unpack_codes` is plain integer tensor arithmetic, so it traces into an exported
-program and reproduces the stored codes exactly.
+unpacking. :func:`unpack_codes` is plain integer tensor arithmetic in Core ATen ops, so it traces into an
+exported program (and ExecuTorch's edge dialect) and reproduces the stored codes exactly.
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ def pack_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack_codes(packed: torch.Tensor, bits: int, n: int, signed: bool) -> torch.Tensor:
     """The codes :func:`pack_codes` packed: last dimension `n`, int8 when `signed`, else uint8.
 
-    Each byte is shifted left so that the wanted code sits in its top bits, then right by ``8 - bits``:
-    arithmetic on int8 (sign extension), logical on uint8. Few ops, so the exported graph stays small.
+    Only Core ATen ops (floor division by powers of two, ``bitwise_and``/``xor``, ``sub``), so
+    ExecuTorch's edge dialect accepts the program; sign extension is ``(c ^ h) - h`` with ``h = 2^(b-1)``.
     """
-    x = (packed.view(torch.int8) if signed else packed).unsqueeze(-1)
-    lefts = torch.arange(8 - bits, -1, -bits, dtype=x.dtype, device=x.device)  # code j: 8 - bits·(j+1)
-    codes = torch.bitwise_right_shift(torch.bitwise_left_shift(x, lefts), 8 - bits)
+    divisors = torch.tensor([1 << s for s in range(0, 8, bits)], dtype=torch.uint8, device=packed.device)
+    codes = torch.bitwise_and(torch.div(packed.unsqueeze(-1), divisors, rounding_mode="floor"), (1 << bits) - 1)
+    if signed:
+        half = 1 << (bits - 1)
+        codes = torch.bitwise_xor(codes, half).to(torch.int8) - half
     codes = codes.reshape(*packed.shape[:-1], -1)
     return codes if codes.shape[-1] == n else codes[..., :n]
