@@ -18,8 +18,15 @@ from qplan import models
 from qplan.runtime import Quantizer
 from qplan.schema.types import QuantizerConfig
 
-# what may stay outside a delegate: shape bookkeeping around a dynamic batch (no arithmetic)
+# what may stay outside a delegate: shape bookkeeping around dynamic sizes (no tensor arithmetic):
+# these ops, and integer arithmetic on symbolic sizes (a flatten's `h * w` when the image size is dynamic)
 _BOOKKEEPING = ("getitem", "sym_size", "view_copy", "executorch_call_delegate")
+
+
+def _is_size_arithmetic(node: torch.fx.Node) -> bool:
+    return isinstance(node.meta.get("val"), (torch.SymInt, int))
+
+
 CASES = [("mlp", "graph"), ("mlp", "eager"), ("cnn", "graph"), ("cnn", "eager")]
 
 
@@ -38,7 +45,7 @@ def lowered(request):
     outside = [
         str(n.target)
         for n in edge.exported_program().graph.nodes
-        if n.op == "call_function" and not any(k in str(n.target) for k in _BOOKKEEPING)
+        if n.op == "call_function" and not any(k in str(n.target) for k in _BOOKKEEPING) and not _is_size_arithmetic(n)
     ]
     delegates = sum("executorch_call_delegate" in str(n.target) for n in edge.exported_program().graph.nodes)
     return edge, outside, delegates, args, expected
