@@ -1,4 +1,4 @@
-"""The qplan compiler: op inventory + config -> plan (SPEC §2-3).
+"""The qplan compiler: op inventory + config -> plan (see docs/config-language.md#how-a-config-is-resolved-against-a-model, docs/compiler.md).
 
 ``compile_plan(model, config, example_inputs, mode=None, *, strict=False)`` captures the model and
 compiles; ``compile_inventory(inventory, config, *, strict=False)`` compiles an inventory that is

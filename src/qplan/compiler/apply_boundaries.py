@@ -1,4 +1,4 @@
-"""Pass: module boundary specs (SPEC §1.4 for the config, §2.5 for placement).
+"""Pass: module boundary specs (see docs/config-language.md#module-configs-and-the-whole-config for the config, docs/config-language.md#placement-rules for placement).
 
 ``module_input_spec`` / ``module_output_spec`` / ``module_state_spec`` belong to the module the
 winning rule matched itself (``ModuleChoice.owner``), and override the op-level decisions on

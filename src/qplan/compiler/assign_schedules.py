@@ -1,4 +1,4 @@
-"""Pass: schedules (SPEC §2.5).
+"""Pass: schedules (see docs/config-language.md#placement-rules).
 
 A fake-quant takes the ``qat_schedule`` of the module config of the op that reads it. Reads
 decided by a module boundary take the boundary module's schedule; model outputs (and output-only

@@ -1,4 +1,4 @@
-"""The compiler's diagnostic codes: one table of code -> level and What / Why / Fix text (SPEC §2.6).
+"""The compiler's diagnostic codes: one table of code -> level and What / Why / Fix text (see docs/diagnostics.md).
 
 Every compiler diagnostic is made with :func:`diagnostic`, so a code's level lives here and
 nowhere else. ``strict`` compilation turns warnings into errors (:func:`strictify`).

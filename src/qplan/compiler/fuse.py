@@ -1,4 +1,4 @@
-"""Pass: fusion groups (SPEC §2.5).
+"""Pass: fusion groups (see docs/config-language.md#placement-rules).
 
 A compute op whose only reader is a BatchNorm and/or a fusable activation (relu, gelu, silu,
 ...) forms one group with them: compute -> act, compute -> bn, or compute -> bn -> act. Nothing

@@ -1,4 +1,4 @@
-"""Pass: intern the resolved specs and build the plan's quantizer entries (SPEC §3).
+"""Pass: intern the resolved specs and build the plan's quantizer entries (see docs/compiler.md).
 
 Every fake-quant's spec is completed (calculator made concrete: weights ``static``, activations
 ``moving_average``; axis and block size resolved; FP4 scales ``float8_e8m0fnu``; schedule

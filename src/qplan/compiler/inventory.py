@@ -1,4 +1,4 @@
-"""The op inventory: the one small IR both capture modes produce (SPEC §2.1-2.2).
+"""The op inventory: the one small IR both capture modes produce (see docs/compiler.md, docs/config-language.md#names-modules-ops-and-tensors).
 
 Ops are listed in execution order. Every tensor an op reads names its *source*: the address
 of the value it reads, which is one of

@@ -1,4 +1,4 @@
-"""The op table (SPEC §2.3): every op type qplan knows, as data. No other module spells op names.
+"""The op table (see docs/config-language.md#op-types): every op type qplan knows, as data. No other module spells op names.
 
 Each entry says, for one op type:
 
@@ -12,7 +12,7 @@ Each entry says, for one op type:
   carry integers (``embedding`` input 0 holds indices: never quantized as an activation);
 * its **states** (``weight``, ``bias``, ...): argument slots that normally hold parameters;
 * its **outputs** by name;
-* the weight-axis defaults of SPEC §2.5 for per-channel and per-block weight specs.
+* the weight-axis defaults of docs/config-language.md#placement-rules for per-channel and per-block weight specs.
 
 Names seen at capture (torch function names, Tensor methods, dunder methods, aten overloads)
 normalise through :func:`normalize_op_type`: ``concat``→``cat``, ``__iadd__``→``add``,
@@ -425,10 +425,10 @@ def weight_axis(op_type: str, granularity: str) -> int | None:
 
 
 def is_batch_norm(op_type: str) -> bool:
-    """BatchNorm op types (fused into a preceding compute op, SPEC §2.5)."""
+    """BatchNorm op types (fused into a preceding compute op, docs/config-language.md#placement-rules)."""
     return op_type in BATCH_NORMS
 
 
 def is_fusable_activation(op_type: str) -> bool:
-    """Activations that fuse with a preceding compute op (SPEC §2.5)."""
+    """Activations that fuse with a preceding compute op (see docs/config-language.md#placement-rules)."""
     return op_type in FUSABLE_ACTIVATIONS

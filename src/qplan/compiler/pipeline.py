@@ -1,4 +1,4 @@
-"""The compiler pipeline: a tuple of passes and the loop that runs them (SPEC §2).
+"""The compiler pipeline: a tuple of passes and the loop that runs them (see docs/config-language.md#how-a-config-is-resolved-against-a-model).
 
 Each pass is a plain function ``State -> State`` in its own module, wrapped in a :class:`Pass`
 record that says, as data, which side tables of :class:`~qplan.compiler.state.State` it

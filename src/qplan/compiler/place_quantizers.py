@@ -1,4 +1,4 @@
-"""Pass: group the quantized reads into fake-quants (SPEC §2.5, edges).
+"""Pass: group the quantized reads into fake-quants (see docs/config-language.md#placement-rules, edges).
 
 Reads of the same root value with equal spec and schedule share one fake-quant, so there is
 never more than one fake-quant between a producer and a consumer. Reads decided by a module

@@ -1,4 +1,4 @@
-"""The plan: a flat, canonical, per-tensor list of resolved quantization specs (SPEC §3).
+"""The plan: a flat, canonical, per-tensor list of resolved quantization specs (see docs/compiler.md).
 
 A plan is what the compiler writes and the runtime reads. It is encoded as canonical JSON
 (sorted keys, lists in execution or address order, trailing newline), so the same config and
@@ -42,7 +42,7 @@ Role = Literal["input", "output", "state", "boundary"]
 class ResolvedSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A spec with every default filled in: axis resolved, calculator concrete, schedule attached."""
 
-    dtype: str  # canonical dtype name (SPEC §1.2)
+    dtype: str  # canonical dtype name (see docs/config-language.md#quantizationspec-how-one-tensor-is-quantized)
     qscheme: str  # symmetric | asymmetric | symmetric_with_clipping
     qformulation: str  # zp | minval
     granularity: str  # per_tensor | per_channel | per_block

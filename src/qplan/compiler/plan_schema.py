@@ -133,7 +133,7 @@ def plan_schema() -> dict[str, Any]:
     return {
         "$schema": DRAFT,
         "title": f"qplan plan (format `{PLAN_FORMAT}`, version {PLAN_VERSION})",
-        "description": "A compiled qplan plan, as written by `qplan compile-plan -o` (SPEC §3).",
+        "description": "A compiled qplan plan, as written by `qplan compile-plan -o` (see docs/compiler.md).",
         **{k: v for k, v in plan.items() if k not in ("title", "description")},
         "$defs": {k: defs[k] for k in sorted(defs)},
     }

@@ -1,4 +1,4 @@
-"""Pass: resolve granularity axes and check block sizes (SPEC §2.5, axis defaults).
+"""Pass: resolve granularity axes and check block sizes (see docs/config-language.md#placement-rules, axis defaults).
 
 Weights whose spec omits the axis take the default of the op that reads them (per_channel:
 linear/conv/embedding 0, conv_transpose 1; per_block: linear/conv/embedding 1, conv_transpose 0;

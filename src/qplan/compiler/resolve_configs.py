@@ -1,4 +1,4 @@
-"""Pass: pick the module config of every module (SPEC §2.4 step 1).
+"""Pass: pick the module config of every module (see docs/config-language.md#how-a-config-is-resolved-against-a-model step 1).
 
 Levels, most specific first: ``module_name_configs`` (regex ``fullmatch`` on the dotted module
 path) > ``module_type_configs`` (exact class: full name, import path, or a bare ``__qualname__``

@@ -1,4 +1,4 @@
-"""Pass: the edge rule (SPEC §2.5): each consumer decides what it reads.
+"""Pass: the edge rule (see docs/config-language.md#placement-rules): each consumer decides what it reads.
 
 Pass-through ops (view, permute, ...) are transparent: every value is seen through them as its
 *root* (the value before them), and the rule applies between the root's producer and the readers

@@ -1,4 +1,4 @@
-"""Pass: pick the op config of every op and each tensor's opinion (SPEC §2.4 steps 2-3).
+"""Pass: pick the op config of every op and each tensor's opinion (see docs/config-language.md#how-a-config-is-resolved-against-a-model steps 2-3).
 
 Inside the module config of the module that directly runs the op: ``op_name_config`` (regex
 ``fullmatch`` against the **full** op name, e.g. ``blocks\\.0\\.attn\\.matmul_1`` or

@@ -1,4 +1,4 @@
-"""Pass: shared qparams on value-preserving ops (SPEC §2.5).
+"""Pass: shared qparams on value-preserving ops (see docs/config-language.md#placement-rules).
 
 The quantized inputs and the quantized output of a value-preserving op (cat, pools, flatten,
 mean) share one qparams set; declined slots stay float. Sharing is transitive (cat -> max_pool

@@ -1,4 +1,4 @@
-"""Pass: one fake-quant per parameter (SPEC §2.5, shared weights).
+"""Pass: one fake-quant per parameter (see docs/config-language.md#placement-rules, shared weights).
 
 Every state an op reads (``op.states``) is a parameter or buffer; a parameter read by several
 ops (tied weights) still gets exactly one fake-quant, read by all of them. Its spec and schedule

@@ -296,7 +296,7 @@ TABLES = frozenset(
 
 
 def lookup_tensor_spec(specs: dict, keys: tuple[str | None, ...]) -> tuple[str, QuantizationSpec | None, bool] | None:
-    """A tensor dict lookup (SPEC §2.4 step 3): ``(key, spec, star_beaten)`` for the first of `keys`
+    """A tensor dict lookup (see docs/config-language.md#how-a-config-is-resolved-against-a-model step 3): ``(key, spec, star_beaten)`` for the first of `keys`
     present, else for `"*"`, else None (no opinion). `star_beaten`: an explicit key beat a `"*"`."""
     for k in keys:
         if k is not None and k in specs:

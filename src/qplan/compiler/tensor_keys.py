@@ -1,4 +1,4 @@
-"""Every tensor key accounted for: ``unknown-tensor-key`` and ``dead-rule`` (SPEC §2.4 step 3).
+"""Every tensor key accounted for: ``unknown-tensor-key`` and ``dead-rule`` (see docs/config-language.md#how-a-config-is-resolved-against-a-model step 3).
 
 A tensor key of an op config (``op_input_spec`` / ``op_output_spec`` / ``op_state_spec`` of a
 module config, of an ``op_type_config`` or of an ``op_name_config`` entry) must name a tensor of

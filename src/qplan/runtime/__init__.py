@@ -1,4 +1,4 @@
-"""The qplan runtime: apply a plan to a model (SPEC §4).
+"""The qplan runtime: apply a plan to a model (see docs/runtime.md).
 
 ``Quantizer(model, plan_or_config)`` prepares a model for calibration and QAT and finalizes it to
 a ``torch.export.ExportedProgram``; ``load_plan`` reads a plan file, ``load_program`` a saved

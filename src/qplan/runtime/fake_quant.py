@@ -173,7 +173,7 @@ class FakeQuantize(nn.Module):
         The tensor's shape as recorded in the plan; it fixes the number of qparams (channels, blocks).
         Activation batch sizes may differ at run time as long as the qparams count does not change.
     role:
-        ``"state"`` for weights (SPEC §3 roles), anything else is an activation. It decides how an
+        ``"state"`` for weights (see docs/compiler.md roles), anything else is an activation. It decides how an
         integer ``block_size`` collapses the other dims and whether observers reduce across ranks
         (weights are identical on every DDP rank, so they are not reduced).
     name:
@@ -318,7 +318,7 @@ class FakeQuantize(nn.Module):
         return self.enable_fake_quant(False)
 
     def apply_schedule(self, step: int) -> None:
-        """Set both switches from the spec's QAT schedule at ``step`` (SPEC §1.5)."""
+        """Set both switches from the spec's QAT schedule at ``step`` (see docs/config-language.md#qat-schedules)."""
         sch = self.spec.schedule
         if sch is None:
             raise ValueError(f"`{self.name}` has no QAT schedule")
@@ -465,7 +465,7 @@ class FakeQuantize(nn.Module):
         if replace and not self._observed:
             self._set_observed()
         # activation ranges are reduced across ranks whenever observed, in calibration (eval) as in
-        # training: every rank ends with the same qparams (SPEC §4)
+        # training: every rank ends with the same qparams (see docs/runtime.md)
         sync = not self.is_weight
         merge_range(bounds, cur, replace=replace, ema=self._ema, sync=sync, fixed=self._fixed)
 

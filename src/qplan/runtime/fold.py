@@ -1,7 +1,7 @@
 """Graph mode: fold BatchNorm into the preceding conv/linear weight before it is fake-quantized.
 
 The plan records a ``bn-fold`` decision (subjects: the batch-norm op, the weight fqn) for every
-fusion group whose BatchNorm the graph-mode runtime folds (SPEC §2.5). Folding uses the running
+fusion group whose BatchNorm the graph-mode runtime folds (see docs/config-language.md#placement-rules). Folding uses the running
 statistics (BatchNorm is frozen, the usual QAT recipe for deployment):
 
     s = gamma / sqrt(running_var + eps)

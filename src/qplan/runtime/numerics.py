@@ -1,7 +1,7 @@
 """Quantize / dequantize arithmetic per number format: the one implementation that fake-quant and
 finalize both run, so a finalized model computes bit for bit what the prepared model computed.
 
-Integer formats work on float-valued codes (SPEC §4), written with two optional operands:
+Integer formats work on float-valued codes (see docs/runtime.md), written with two optional operands:
 ``codes = round((x - off)·inv) + zp`` clamped to ``[lo, hi]``, and ``x̂ = (codes - zp)·s + off``.
 :meth:`Numerics.operands` picks them per scheme (the only place the schemes differ):
 

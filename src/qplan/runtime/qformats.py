@@ -2,7 +2,7 @@
 
 Pure tensor functions shared by the fake-quantize modules and by finalization. No state.
 
-Integer ranges (SPEC §1.2): ``intN`` is ``[-2^(N-1), 2^(N-1)-1]``, or the narrow range
+Integer ranges (see docs/config-language.md#quantizationspec-how-one-tensor-is-quantized): ``intN`` is ``[-2^(N-1), 2^(N-1)-1]``, or the narrow range
 ``[-(2^(N-1)-1), 2^(N-1)-1]`` with ``symmetric_with_clipping``; ``uintN`` is ``[0, 2^N-1]`` for every
 scheme. Float formats are symmetric around zero with a largest finite magnitude ``fmax``:
 float8_e4m3fn 448, float8_e5m2 57344, float4_e2m1fn 6.

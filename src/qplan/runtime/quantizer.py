@@ -1,4 +1,4 @@
-"""`Quantizer`: apply a plan to a model for calibration, QAT and export (SPEC §4).
+"""`Quantizer`: apply a plan to a model for calibration, QAT and export (see docs/runtime.md).
 
 ::
 

@@ -1,4 +1,4 @@
-"""The config language: types, loading, validation, JSON Schema and presets (SPEC §1)."""
+"""The config language: types, loading, validation, JSON Schema and presets (see docs/config-language.md)."""
 
 from qplan.schema import loader as _loader  # noqa: F401  (installs QuantizerConfig.from_yaml, to_yaml, ...)
 from qplan.schema import presets as _presets  # noqa: F401  (attaches QuantizerConfig.presets)

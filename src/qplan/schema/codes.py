@@ -93,7 +93,7 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
         level="error",
         what="A value has the wrong type: a string where a number is expected, a list where a mapping is "
         "expected, a plan passed as a config, ...",
-        why="Every field of the config has one type (SPEC §1); nothing is converted silently.",
+        why="Every field of the config has one type (see docs/config-language.md); nothing is converted silently.",
         example="quantization_config:\n  preserved_attributes: config\n",
         fix="Write the value with the type the message names (here: `[config]`).",
     ),
@@ -102,7 +102,7 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
         what="A value has the right type but is not allowed: an unknown dtype or enum value, a number out of "
         "range, a list of the wrong length, a scalar YAML cannot read as its type, a key or string holding a lone "
         "surrogate (an unpaired escape such as `\\udc80`, which is not a character).",
-        why="Each field accepts a fixed set or range of values (SPEC §1.2); the message lists them.",
+        why="Each field accepts a fixed set or range of values (see docs/config-language.md#quantizationspec-how-one-tensor-is-quantized); the message lists them.",
         example="quantization_config:\n  global_config:\n    op_state_spec:\n      weight: {dtype: int3}\n",
         fix="Use one of the values the message lists (see the did-you-mean suggestion).",
     ),
@@ -164,7 +164,7 @@ SCHEMA_CODES: dict[str, CodeInfo] = {
         what="Fields that are valid alone contradict each other: a float dtype with an asymmetric qscheme, "
         "`dynamic` qparams with a fixed float_range, a QAT schedule out of order, module specs in "
         "global_config, ...",
-        why="These are the cross-field rules of SPEC §1.2, §1.4 and §1.5; the message names both fields.",
+        why="These are the cross-field rules of docs/config-language.md#quantizationspec-how-one-tensor-is-quantized, docs/config-language.md#module-configs-and-the-whole-config and docs/config-language.md#qat-schedules; the message names both fields.",
         example="quantization_config:\n  global_config:\n    op_state_spec:\n"
         "      weight: {dtype: float8_e4m3fn, qscheme: asymmetric}\n",
         fix="Change one of the two fields as the message says.",

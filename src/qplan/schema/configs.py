@@ -1,4 +1,4 @@
-"""The config types of the config language (SPEC §1.3, §1.4): op, module and whole-quantizer
+"""The config types of the config language (see docs/config-language.md#tensor-keys-inputs-outputs-and-states, docs/config-language.md#module-configs-and-the-whole-config): op, module and whole-quantizer
 configs, as msgspec Structs built from the specs of :mod:`qplan.schema.specs`.
 
 Reading and writing documents (``from_yaml``, ``to_yaml``, ...) belongs to the loader and the
@@ -94,7 +94,7 @@ _TENSOR_FIELDS = ("op_input_spec", "op_output_spec", "op_state_spec")
 
 
 class OpQuantizerConfig(msgspec.Struct, omit_defaults=True, **STRUCT_OPTIONS):
-    """How the tensors of one op are quantized: inputs, outputs and states (SPEC §1.3)."""
+    """How the tensors of one op are quantized: inputs, outputs and states (see docs/config-language.md#tensor-keys-inputs-outputs-and-states)."""
 
     op_input_spec: Annotated[
         TensorSpecs | None, Meta(description="Op inputs. " + _TENSOR_KEYS_DOC + " Omitted: int8 activations.")
@@ -115,7 +115,7 @@ class OpQuantizerConfig(msgspec.Struct, omit_defaults=True, **STRUCT_OPTIONS):
 
 
 class ModuleQuantizerConfig(OpQuantizerConfig, omit_defaults=True, **STRUCT_OPTIONS):
-    """How one module subtree is quantized (SPEC §1.4)."""
+    """How one module subtree is quantized (see docs/config-language.md#module-configs-and-the-whole-config)."""
 
     presets: ClassVar[Any]
 
@@ -159,7 +159,7 @@ ModuleConfigOrDecline = ModuleQuantizerConfig | None
 
 
 class QuantizerConfig(msgspec.Struct, omit_defaults=True, **STRUCT_OPTIONS):
-    """The whole quantization config: a global default plus overrides (SPEC §1.4)."""
+    """The whole quantization config: a global default plus overrides (see docs/config-language.md#module-configs-and-the-whole-config)."""
 
     presets: ClassVar[Any]
 

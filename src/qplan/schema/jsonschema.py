@@ -91,7 +91,7 @@ def config_schema() -> dict[str, Any]:
     return {
         "$schema": DRAFT,
         "title": "qplan config",
-        "description": "A qplan quantization config document (SPEC §1.1).",
+        "description": "A qplan quantization config document (see docs/config-language.md#documents).",
         "type": "object",
         "properties": {
             "$schema": {"type": "string", "description": "The schema this file follows (ignored by qplan)."},

@@ -1,4 +1,4 @@
-"""Cross-field rules of the config types (SPEC §1.2, §1.4, §1.5), as ``(field, message)`` generators.
+"""Cross-field rules of the config types (see docs/config-language.md#quantizationspec-how-one-tensor-is-quantized, docs/config-language.md#module-configs-and-the-whole-config, docs/config-language.md#qat-schedules), as ``(field, message)`` generators.
 
 The struct constructors raise the first problem (:func:`raise_first`); the validator reports every
 one with file positions, so a message reads the same whichever way a config was built. The rules
@@ -68,7 +68,7 @@ def check_block(g: PerBlockGranularity) -> Iterator[tuple[str, str]]:
 
 
 def check_spec(s: QuantizationSpec) -> Iterator[tuple[str, str]]:
-    """Cross-field rules of SPEC §1.2, as ``(field, message)`` pairs."""
+    """Cross-field rules of docs/config-language.md#quantizationspec-how-one-tensor-is-quantized, as ``(field, message)`` pairs."""
     dtype = normalize_dtype(s.dtype)
     if dtype not in DTYPES:
         yield "dtype", f"unknown dtype `{s.dtype}`; expected one of {', '.join(DTYPES)}"
@@ -103,7 +103,7 @@ def check_spec(s: QuantizationSpec) -> Iterator[tuple[str, str]]:
 
 
 def check_schedule(s: QATSchedule) -> Iterator[tuple[str, str]]:
-    """Cross-field rules of SPEC §1.5, worded as the SPEC says."""
+    """Cross-field rules of docs/config-language.md#qat-schedules, worded as docs/config-language.md words them."""
     if s.enable_observer < 0:
         yield "enable_observer", f"enable_observer ({s.enable_observer}) must be >= 0"
     if s.enable_fake_quant < 0:

@@ -1,4 +1,4 @@
-"""The spec types of the config language (SPEC §1.2, §1.5): how one tensor is quantized
+"""The spec types of the config language (see docs/config-language.md#quantizationspec-how-one-tensor-is-quantized, docs/config-language.md#qat-schedules): how one tensor is quantized
 (:class:`QuantizationSpec` and its granularities, dtypes and schemes) and when QAT switches on
 (:class:`QATSchedule`), as frozen msgspec Structs.
 
@@ -95,9 +95,12 @@ class PerTensorGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="p
 class PerChannelGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="per_channel", **STRUCT_OPTIONS):
     """One scale per slice along `axis`."""
 
-    axis: Annotated[int | None, Meta(description="Channel axis; omitted: chosen per op for weights (SPEC §2.5).")] = (
-        None
-    )
+    axis: Annotated[
+        int | None,
+        Meta(
+            description="Channel axis; omitted: chosen per op for weights (see docs/config-language.md#placement-rules)."
+        ),
+    ] = None
 
 
 class PerBlockGranularity(msgspec.Struct, frozen=True, tag_field="type", tag="per_block", **STRUCT_OPTIONS):
@@ -173,7 +176,7 @@ def default_activation_spec() -> QuantizationSpec:
 
 
 def default_weight_spec() -> QuantizationSpec:
-    """int8 symmetric per channel, axis chosen per op (SPEC §2.5)."""
+    """int8 symmetric per channel, axis chosen per op (see docs/config-language.md#placement-rules)."""
     return QuantizationSpec(granularity=PerChannelGranularity())
 
 

@@ -1,4 +1,4 @@
-"""All config types of the config language (SPEC §1) in one namespace, for callers that import
+"""All config types of the config language (see docs/config-language.md) in one namespace, for callers that import
 ``qplan.schema.types``: the spec types (:mod:`qplan.schema.specs`), the config types
 (:mod:`qplan.schema.configs`) and their cross-field rules (:mod:`qplan.schema.rules`).
 

@@ -1,4 +1,4 @@
-"""Model capture (SPEC §2.1-2.2): one forward of the model becomes an :class:`Inventory`.
+"""Model capture (see docs/compiler.md, docs/config-language.md#names-modules-ops-and-tensors): one forward of the model becomes an :class:`Inventory`.
 
 ``capture(model, example_inputs, mode)`` works in two modes that give the **same inventory**
 (same op names, op types, input sources, states, outputs and module infos):

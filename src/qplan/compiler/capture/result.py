@@ -14,7 +14,7 @@ from qplan.compiler.inventory import Inventory
 class Capture:
     """What capture found: the inventory, and in graph mode the exported program and node maps.
 
-    Graph-mode maps (all keyed by SPEC §2.2 addresses or op names):
+    Graph-mode maps (all keyed by docs/config-language.md#names-modules-ops-and-tensors addresses or op names):
 
     * ``nodes``: op name → the fx node that yields the op's result in ``exported.graph``;
     * ``op_nodes``: op name → all fx nodes of that torch-level call (several when export decomposed it);
