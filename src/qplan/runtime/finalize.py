@@ -44,12 +44,12 @@ from qplan.diagnostics import QplanError
 from qplan.runtime.eager import FAKE_QUANTS, consumers, rebuild
 from qplan.runtime.export_errors import exporting
 from qplan.runtime.fake_quant import FakeQuantize, UncalibratedError, uncalibrated_message
-from qplan.runtime.fold import FOLD_META, materialize_folds
+from qplan.runtime.fold import FOLD_META, fold_eval_batch_norms, materialize_folds
 from qplan.runtime.match import EntryPlacement
-from qplan.runtime.numerics import float_codes, float_round
-from qplan.runtime.packing import pack_codes, packed_bits, unpack_codes
+from qplan.runtime.packing import pack_codes, packed_bits
 from qplan.runtime.program import load_program, record_imports
 from qplan.runtime.shapes import ShapeSpec, dynamic_dims, warn_fixed
+from qplan.runtime.stored import QuantizeDequantize, QuantizedWeight
 
 __all__ = ["finalize", "load_program", "QuantizedWeight", "QuantizeDequantize", "unobserved_activations"]
 
@@ -67,126 +67,6 @@ class Prepared(Protocol):
     example_inputs: tuple
     dynamic_dims: set[tuple[int, int]]
     shape_spec: ShapeSpec
-
-
-def _uses_registered_op(fq: FakeQuantize) -> bool:
-    return not fq.is_float and not fq.use_minval and fq.granularity in ("per_tensor", "per_channel")
-
-
-class QuantizedWeight(nn.Module):
-    """Dequantizes a stored weight: ``forward(q) -> float weight`` (``q`` = the stored tensor).
-
-    ``own`` holds the quantized tensor here instead, for a parameter that float readers still use.
-    """
-
-    scale: torch.Tensor
-    zero_point: torch.Tensor | None
-    minval: torch.Tensor | None
-    q: torch.Tensor | None
-
-    def __init__(
-        self,
-        fq: FakeQuantize,
-        scale: torch.Tensor,
-        offset: torch.Tensor | None,
-        own: torch.Tensor | None,
-        out_dtype: torch.dtype = torch.float32,
-    ):
-        super().__init__()
-        self.out_dtype = out_dtype  # the float weight's dtype: fp16/bf16 models read their weights in it
-        self.num, self.layout = fq.num, fq.layout  # the fake-quant's arithmetic, without its observer buffers
-        self.registered = _uses_registered_op(fq)
-        self.axis = fq.axis
-        self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
-        self.storage = fq.storage_dtype
-        self.register_buffer("scale", scale.detach().clone())
-        self.register_buffer(
-            "zero_point" if not fq.use_minval else "minval", None if offset is None else offset.clone()
-        )
-        self.register_buffer("q", own)
-        self.packing: tuple[int, int, bool] | None = None  # (bits, last dim, signed) when stored packed
-
-    def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
-        if self.q is not None:
-            q = self.q
-        assert q is not None, "a stored weight is read from its parameter or held in `q`"
-        if self.packing is not None:
-            q = unpack_codes(q, *self.packing)
-        if self.registered:
-            if self.axis is None:
-                return _qd.dequantize_per_tensor.tensor(
-                    q,
-                    self.scale,
-                    self.zero_point,
-                    self.quant_min,
-                    self.quant_max,
-                    self.storage,
-                    out_dtype=self.out_dtype,
-                )
-            return _qd.dequantize_per_channel(
-                q,
-                self.scale,
-                self.zero_point,
-                self.axis,
-                self.quant_min,
-                self.quant_max,
-                self.storage,
-                out_dtype=self.out_dtype,
-            )
-        offset = self.minval if self.num.use_minval else self.zero_point
-        return self.num.dequantize(q, self.layout, self.scale, offset).to(self.out_dtype)
-
-
-class QuantizeDequantize(nn.Module):
-    """An activation's quantize + dequantize with frozen qparams (see the module docstring)."""
-
-    def __init__(self, fq: FakeQuantize):
-        super().__init__()
-        self.kind = "fake_quant"
-        if not fq.dynamic and fq.granularity == "per_tensor" and not fq.use_minval:
-            scale, zp = fq.qparams()
-            self.scale = float(scale)
-            if zp is not None:
-                self.kind = "int"
-                self.zero_point = int(zp)
-                self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
-                self.storage = fq.storage_dtype
-            elif fq.num.cast_dtype is not None and not fq.pow2_scale:
-                self.kind = "float8"
-                self.num = fq.num
-                self.fmax = float(fq.quant_max)
-        if self.kind == "fake_quant":
-            self.fq = fq
-
-    def hold_qparams_in_state_dict(self) -> None:
-        """For ``finalize(format="module")``: the qparams baked in as constants also live in buffers
-        (``qparam_scale``, ``qparam_zero_point``), so the state_dict carries them and loading one
-        updates the constants `forward` uses. (Exported programs keep plain constants.)"""
-        if self.kind == "fake_quant":
-            return  # the frozen fake-quant's own buffers are in the state_dict already
-        self.register_buffer("qparam_scale", torch.tensor(self.scale, dtype=torch.float64))
-        if self.kind == "int":
-            self.register_buffer("qparam_zero_point", torch.tensor(self.zero_point, dtype=torch.int64))
-        self.register_load_state_dict_post_hook(_refresh_constants)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "int":
-            q = _qd.quantize_per_tensor(x, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage)
-            return _qd.dequantize_per_tensor(
-                q, self.scale, self.zero_point, self.quant_min, self.quant_max, self.storage, out_dtype=x.dtype
-            )
-        if self.kind == "float8":  # the fake-quant's own arithmetic, with the scale a constant
-            _, t = float_codes(x, self.scale, self.fmax)
-            return self.num.dequantize_codes(float_round(t, self.num.cast_dtype), self.scale, None).to(x.dtype)
-        return self.fq(x)
-
-
-def _refresh_constants(module: nn.Module, incompatible_keys: Any) -> None:
-    """After a state_dict load: the constants `forward` uses follow the loaded qparam buffers."""
-    buffers = dict(module.named_buffers(recurse=False))
-    setattr(module, "scale", float(buffers["qparam_scale"]))  # noqa: B010 - a plain float attribute, not a buffer
-    if "qparam_zero_point" in buffers:
-        setattr(module, "zero_point", int(buffers["qparam_zero_point"]))  # noqa: B010
 
 
 def _as_fake_quant(mod: nn.Module) -> FakeQuantize:
@@ -382,7 +262,7 @@ def finalize(quantizer: Prepared, *, format: str = "program", allow_uncalibrated
                 m.hold_qparams_in_state_dict()
         return module
     with exporting(f"the finalized `{type(quantizer.model).__name__}`"):
-        ep = _fold_eval_batch_norms(_export(module, quantizer))
+        ep = fold_eval_batch_norms(_export(module, quantizer))
     record_imports(ep)  # a saved program names the modules load_program imports
     return ep
 
@@ -418,51 +298,6 @@ def _export(module: nn.Module, quantizer: Prepared) -> torch.export.ExportedProg
                     )
             return ep
         return torch.export.export(module, quantizer.example_inputs, strict=False)
-
-
-_CONVS = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default)
-
-
-def _fold_eval_batch_norms(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Fold each eval-mode BatchNorm that alone reads a conv with a per-channel (axis 0) dequantized
-    weight into that weight's scale and the conv's bias: ``conv(x, (q-zp)·s)·k + c = conv(x, (q-zp)·s·k) + c``
-    per output channel (``k = γ/√(σ²+ε)``), so the stored codes are unchanged and backends (XNNPACK) see
-    a quantized conv. Eager-mode programs have these (graph mode folds BatchNorm before quantizing).
-    Skipped when a ``k`` is not positive (a negative scale) or the conv has no bias."""
-    sig = ep.graph_signature
-    fqn = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
-    state = ep.state_dict
-    changed = False
-    for bn in list(ep.graph.nodes):
-        if bn.target != torch.ops.aten.batch_norm.default or bn.args[5]:  # training-mode batch norm
-            continue
-        conv = bn.args[0]
-        if not (isinstance(conv, fx.Node) and conv.target in _CONVS and len(conv.users) == 1):
-            continue
-        dq, bias = conv.args[1], conv.args[2] if len(conv.args) > 2 else None
-        if not (isinstance(dq, fx.Node) and dq.target == _qd.dequantize_per_channel.default and dq.args[3] == 0):
-            continue
-        nodes = [a for a in (dq.args[1], bias, *bn.args[1:5]) if isinstance(a, fx.Node)]
-        names = [fqn.get(n.name) for n in nodes]  # scale, conv bias, gamma, beta, mean, var
-        if len(nodes) != 6 or len(set(names)) != 6 or not all(n in state for n in names):
-            continue
-        scale, b, gamma, beta, mean, var = (state[str(n)].detach() for n in names)
-        k = gamma / torch.sqrt(var + float(bn.args[7]))
-        if not bool((k > 0).all()):
-            continue
-        new_bias = (b - mean) * k + beta
-        old = state[str(names[1])]
-        state[str(names[0])] = scale * k
-        state[str(names[1])] = (
-            nn.Parameter(new_bias, requires_grad=False) if isinstance(old, nn.Parameter) else new_bias
-        )
-        bn.replace_all_uses_with(conv)
-        ep.graph.erase_node(bn)
-        changed = True
-    if changed:
-        ep.graph.lint()
-        ep.graph_module.recompile()
-    return ep
 
 
 def _positional(shapes: Any, quantizer: Prepared) -> Any:

@@ -18,12 +18,14 @@ import operator
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from qplan.compiler.plan import Plan
 from qplan.runtime.match import PlanMismatchError
 
-__all__ = ["fold_batch_norms", "materialize_folds", "FOLD_META"]
+_qd = torch.ops.quantized_decomposed
+
+__all__ = ["fold_batch_norms", "materialize_folds", "fold_eval_batch_norms", "FOLD_META"]
 
 FOLD_META = "qplan_fold"  # node.meta key on the nodes the fold inserts ("weight", "bias" or "")
 
@@ -177,3 +179,48 @@ def materialize_folds(gm: fx.GraphModule) -> dict[fx.Node, torch.Tensor]:
     memo: dict[fx.Node, Any] = {}
     with torch.no_grad():
         return {n: _evaluate(gm, n, memo) for n in gm.graph.nodes if n.meta.get(FOLD_META) in ("weight", "bias")}
+
+
+_CONVS = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default)
+
+
+def fold_eval_batch_norms(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Fold each eval-mode BatchNorm that alone reads a conv with a per-channel (axis 0) dequantized
+    weight into that weight's scale and the conv's bias: ``conv(x, (q-zp)·s)·k + c = conv(x, (q-zp)·s·k) + c``
+    per output channel (``k = γ/√(σ²+ε)``), so the stored codes are unchanged and backends (XNNPACK) see
+    a quantized conv. Eager-mode programs have these (graph mode folds BatchNorm before quantizing).
+    Skipped when a ``k`` is not positive (a negative scale) or the conv has no bias."""
+    sig = ep.graph_signature
+    fqn = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
+    state = ep.state_dict
+    changed = False
+    for bn in list(ep.graph.nodes):
+        if bn.target != torch.ops.aten.batch_norm.default or bn.args[5]:  # training-mode batch norm
+            continue
+        conv = bn.args[0]
+        if not (isinstance(conv, fx.Node) and conv.target in _CONVS and len(conv.users) == 1):
+            continue
+        dq, bias = conv.args[1], conv.args[2] if len(conv.args) > 2 else None
+        if not (isinstance(dq, fx.Node) and dq.target == _qd.dequantize_per_channel.default and dq.args[3] == 0):
+            continue
+        nodes = [a for a in (dq.args[1], bias, *bn.args[1:5]) if isinstance(a, fx.Node)]
+        names = [fqn.get(n.name) for n in nodes]  # scale, conv bias, gamma, beta, mean, var
+        if len(nodes) != 6 or len(set(names)) != 6 or not all(n in state for n in names):
+            continue
+        scale, b, gamma, beta, mean, var = (state[str(n)].detach() for n in names)
+        k = gamma / torch.sqrt(var + float(bn.args[7]))
+        if not bool((k > 0).all()):
+            continue
+        new_bias = (b - mean) * k + beta
+        old = state[str(names[1])]
+        state[str(names[0])] = scale * k
+        state[str(names[1])] = (
+            nn.Parameter(new_bias, requires_grad=False) if isinstance(old, nn.Parameter) else new_bias
+        )
+        bn.replace_all_uses_with(conv)
+        ep.graph.erase_node(bn)
+        changed = True
+    if changed:
+        ep.graph.lint()
+        ep.graph_module.recompile()
+    return ep
