@@ -23,42 +23,21 @@ from torch import nn
 
 pytest.importorskip("transformers")
 
+from tiny_llama import Logits, ids, tiny_llama
+
 WORLD = 2
 STEPS = 3
 TIMEOUT_S = 300
 MODES = ("graph", "eager")
 
 
-class Logits(nn.Module):
-    """Llama returning only its logits (no cache), the form a QAT loop trains."""
-
-    def __init__(self, lm: nn.Module) -> None:
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.lm(input_ids=ids, use_cache=False).logits
-
-
-def tiny_llama() -> tuple[nn.Module, tuple[torch.Tensor]]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = Logits(LlamaForCausalLM(cfg)).eval()
+def tiny_logits() -> tuple[nn.Module, tuple[torch.Tensor]]:
+    model = Logits(tiny_llama())
     return model, (_ids(0, batch=2),)
 
 
 def _ids(seed: int, batch: int = 2, seq: int = 8) -> torch.Tensor:
-    return torch.randint(0, 64, (batch, seq), generator=torch.Generator().manual_seed(seed))
+    return ids(batch, seq, seed)
 
 
 def _config(mode: str):
@@ -74,7 +53,7 @@ def _train_sharded(rank: int, mode: str, out: Path) -> None:
 
     from qplan import Quantizer
 
-    model, example = tiny_llama()
+    model, example = tiny_logits()
     q = Quantizer(model, _config(mode))
     prepared = q.prepare(example)
     with torch.no_grad():  # a short calibration on each rank's own data before QAT
@@ -150,7 +129,7 @@ def test_checkpoint_restores_in_one_process_and_finalizes(trained: Path, mode: s
 
     from qplan import Quantizer
 
-    model, example = tiny_llama()
+    model, example = tiny_logits()
     q = Quantizer(model, _config(mode))
     prepared = q.prepare(example)
     state = prepared.state_dict()

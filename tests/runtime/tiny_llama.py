@@ -1,7 +1,7 @@
 """A tiny transformers Llama (random weights, no download) for the runtime's shape/dtype/load tests.
 
-``use_cache=False``: with the cache on, the model returns a ``DynamicCache``, which graph-mode
-export cannot return from the prepared model; generation then re-runs the whole sequence.
+``use_cache=False``: these tests generate by re-running the whole sequence, so they need no cache
+(models with their cache on export too: tests/runtime/test_finalize_formats.py).
 """
 
 from __future__ import annotations
