@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from qplan.compiler.capture.output_types import register_output_types
 from qplan.diagnostics import QplanError
 
 __all__ = ["IMPORTS_META", "needed_modules", "record_imports", "save_program", "load_program", "recorded_imports"]
@@ -139,11 +140,14 @@ def load_program(path: str | Path) -> torch.export.ExportedProgram:
     ``quantized_decomposed`` op library, which every qplan program may use)."""
     import torch.ao.quantization.fx._decomposed
 
-    for mod in recorded_imports(path):
+    modules = recorded_imports(path)
+    for mod in modules:
         try:
             importlib.import_module(mod)
         except ImportError as e:
             raise QplanError(
                 f"`{path}` needs module `{mod}` to load ({type(e).__name__}: {e}); help: install the package providing it"
             ) from e
+    # output containers (transformers' caches) flatten the way they did when the program was exported
+    register_output_types(sorted({m.partition(".")[0] for m in modules}))
     return torch.export.load(str(path))
