@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_qat.py -o benchmarks/results/qat.md
 	$(BIN)/python benchmarks/bench_validate.py -o benchmarks/results/validate.md
 	$(BIN)/python benchmarks/fake_quant_micro.py -o benchmarks/results/fake_quant_micro.md
+	$(BIN)/python benchmarks/bench_zoo.py -o benchmarks/results/zoo.md
 
 test: $(STAMP) node_modules/.package-lock.json
 	$(BIN)/python -m pytest -q
